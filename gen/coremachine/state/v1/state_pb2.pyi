@@ -1,0 +1,312 @@
+from coremachine.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateJobRequest(_message.Message):
+    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STAGES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job_type: str
+    parameters_json: bytes
+    total_stages: int
+    metadata_json: bytes
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ...) -> None: ...
+
+class CreateJobResponse(_message.Message):
+    __slots__ = ("job", "created")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    created: bool
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class GetJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("status", "job_type", "limit", "page_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: _common_pb2.JobStatus
+    job_type: str
+    limit: int
+    page_token: str
+    def __init__(self, status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., job_type: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StagePolicy(_message.Message):
+    __slots__ = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "max_failed_tasks")
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_BASE_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    max_attempts: int
+    backoff_base_ms: int
+    backoff_max_ms: int
+    max_failed_tasks: int
+    def __init__(self, max_attempts: _Optional[int] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., max_failed_tasks: _Optional[int] = ...) -> None: ...
+
+class NewTask(_message.Message):
+    __slots__ = ("task_index", "task_type", "parameters_json")
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    task_index: int
+    task_type: str
+    parameters_json: bytes
+    def __init__(self, task_index: _Optional[int] = ..., task_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ...) -> None: ...
+
+class CreateStageTasksRequest(_message.Message):
+    __slots__ = ("job_id", "stage", "total_tasks", "tasks", "policy")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    stage: int
+    total_tasks: int
+    tasks: _containers.RepeatedCompositeFieldContainer[NewTask]
+    policy: StagePolicy
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ..., total_tasks: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[NewTask, _Mapping]]] = ..., policy: _Optional[_Union[StagePolicy, _Mapping]] = ...) -> None: ...
+
+class CreateStageTasksResponse(_message.Message):
+    __slots__ = ("created", "stage_completed")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    STAGE_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    stage_completed: bool
+    def __init__(self, created: _Optional[int] = ..., stage_completed: _Optional[bool] = ...) -> None: ...
+
+class TaskClaim(_message.Message):
+    __slots__ = ("task_id", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ClaimTasksRequest(_message.Message):
+    __slots__ = ("worker_id", "lease_seconds", "claims")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    lease_seconds: int
+    claims: _containers.RepeatedCompositeFieldContainer[TaskClaim]
+    def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., claims: _Optional[_Iterable[_Union[TaskClaim, _Mapping]]] = ...) -> None: ...
+
+class ClaimResult(_message.Message):
+    __slots__ = ("task_id", "granted", "lease_token", "task", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    granted: bool
+    lease_token: str
+    task: _common_pb2.Task
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., granted: _Optional[bool] = ..., lease_token: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ClaimTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ClaimResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ClaimResult, _Mapping]]] = ...) -> None: ...
+
+class TaskOutcome(_message.Message):
+    __slots__ = ("task_id", "lease_token", "succeeded", "result_json", "error", "retryable")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: str
+    succeeded: bool
+    result_json: bytes
+    error: str
+    retryable: bool
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., succeeded: _Optional[bool] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
+class CompleteTasksRequest(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[TaskOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[TaskOutcome, _Mapping]]] = ...) -> None: ...
+
+class OutcomeResult(_message.Message):
+    __slots__ = ("task_id", "accepted", "task_status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    accepted: bool
+    task_status: str
+    def __init__(self, task_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., task_status: _Optional[str] = ...) -> None: ...
+
+class CompleteTasksResponse(_message.Message):
+    __slots__ = ("results", "stages_completed")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[OutcomeResult]
+    stages_completed: _containers.RepeatedCompositeFieldContainer[StageRef]
+    def __init__(self, results: _Optional[_Iterable[_Union[OutcomeResult, _Mapping]]] = ..., stages_completed: _Optional[_Iterable[_Union[StageRef, _Mapping]]] = ...) -> None: ...
+
+class StageRef(_message.Message):
+    __slots__ = ("job_id", "stage")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    stage: int
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ...) -> None: ...
+
+class TaskLease(_message.Message):
+    __slots__ = ("task_id", "lease_token")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: str
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
+
+class RenewLeasesRequest(_message.Message):
+    __slots__ = ("lease_seconds", "leases")
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    lease_seconds: int
+    leases: _containers.RepeatedCompositeFieldContainer[TaskLease]
+    def __init__(self, lease_seconds: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ...) -> None: ...
+
+class RenewLeasesResponse(_message.Message):
+    __slots__ = ("renewed", "lost")
+    RENEWED_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    renewed: _containers.RepeatedScalarFieldContainer[str]
+    lost: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, renewed: _Optional[_Iterable[str]] = ..., lost: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetStageResultsRequest(_message.Message):
+    __slots__ = ("job_id", "stage")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    stage: int
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ...) -> None: ...
+
+class StageTaskResult(_message.Message):
+    __slots__ = ("task_index", "task_id", "status", "result_json", "error")
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task_index: int
+    task_id: str
+    status: _common_pb2.TaskStatus
+    result_json: bytes
+    error: str
+    def __init__(self, task_index: _Optional[int] = ..., task_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class GetStageResultsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StageTaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[StageTaskResult, _Mapping]]] = ...) -> None: ...
+
+class AdvanceStageRequest(_message.Message):
+    __slots__ = ("job_id", "stage")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    stage: int
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ...) -> None: ...
+
+class AdvanceStageResponse(_message.Message):
+    __slots__ = ("advanced",)
+    ADVANCED_FIELD_NUMBER: _ClassVar[int]
+    advanced: bool
+    def __init__(self, advanced: _Optional[bool] = ...) -> None: ...
+
+class CompleteJobRequest(_message.Message):
+    __slots__ = ("job_id", "result_json")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    result_json: bytes
+    def __init__(self, job_id: _Optional[str] = ..., result_json: _Optional[bytes] = ...) -> None: ...
+
+class CompleteJobResponse(_message.Message):
+    __slots__ = ("job", "changed")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    changed: bool
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class FailJobRequest(_message.Message):
+    __slots__ = ("job_id", "error")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    error: str
+    def __init__(self, job_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class FailJobResponse(_message.Message):
+    __slots__ = ("job", "changed")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    changed: bool
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("job_id", "stage", "status", "limit", "page_token")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    stage: int
+    status: _common_pb2.TaskStatus
+    limit: int
+    page_token: str
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_page_token")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Task]
+    next_page_token: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_common_pb2.Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
