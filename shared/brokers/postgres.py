@@ -1,0 +1,327 @@
+"""The PostgreSQL-backed queue: the broker's local default.
+
+Messages live in `broker.messages`. `receive` locks rows with
+`FOR UPDATE SKIP LOCKED` and hides them until their peek-lock expires, so
+competing consumers never get the same message while its lock is held. A
+sender NOTIFYs the queue's channel in its transaction; an idle consumer waits
+on that notification (or on the next scheduled message) instead of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from shared.broker import (
+    MAX_DELIVERY_REASON,
+    DeadLetter,
+    LockLostError,
+    OutgoingMessage,
+    ReceivedMessage,
+)
+from shared.migrations import Ledger, check_schema, migrate
+from shared.sql_queries import Queries
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).with_name("postgres_sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+LEDGER = Ledger(schema="broker")
+_Q = Queries(SQL_DIR / "queries.sql")
+
+# Upper bound on an idle wait between checks, in case a notification is lost
+# (e.g. the listening connection was re-established).
+_MAX_IDLE_WAIT = 5.0
+
+
+def channel_for(queue: str) -> str:
+    """The NOTIFY channel of a queue."""
+    return f"cm_broker_{queue}"
+
+
+async def migrate_queue_schema(conninfo: str) -> list[int]:
+    """Applies the queue's migrations to its database."""
+    return await migrate(conninfo, MIGRATIONS_DIR, LEDGER)
+
+
+class PostgresBroker:
+    """Broker port on PostgreSQL (see shared/broker.py for the semantics)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        lock_duration: float = 60.0,
+        max_delivery_count: int = 10,
+        pool_size: int = 4,
+    ) -> None:
+        self._conninfo = conninfo
+        self.lock_duration = lock_duration
+        self.max_delivery_count = max_delivery_count
+        self._pool = AsyncConnectionPool(
+            conninfo, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        )
+        self._listen_conn: psycopg.AsyncConnection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._pending_listens: dict[str, asyncio.Future[None]] = {}
+
+    async def open(self) -> PostgresBroker:
+        """Opens the pool and checks that the queue schema is migrated."""
+        await self._pool.open(wait=True)
+        async with self._pool.connection() as conn:
+            await check_schema(conn, MIGRATIONS_DIR, LEDGER)
+        return self
+
+    # -- sending ---------------------------------------------------------------
+
+    async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        params = {
+            "queue": queue,
+            "message_ids": [m.message_id for m in messages],
+            "bodies": [m.body for m in messages],
+            "properties": [json.dumps(dict(m.properties)) for m in messages],
+            "scheduled": [m.scheduled_at for m in messages],
+        }
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(_Q.send, params)
+            # Delivered at commit; scheduled messages are found by the
+            # consumer's next-visible timer instead.
+            await conn.execute(_Q.notify, {"channel": channel_for(queue)})
+
+    # -- receiving -------------------------------------------------------------
+
+    async def receive(
+        self, queue: str, max_messages: int, max_wait: float
+    ) -> list[ReceivedMessage]:
+        wakeup = await self._wakeup_for(queue)
+        deadline = time.monotonic() + max_wait
+        while True:
+            wakeup.clear()
+            received = await self._receive_now(queue, max_messages)
+            if received:
+                return received
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, _MAX_IDLE_WAIT)
+            next_in = await self._next_visible_in(queue)
+            if next_in is not None:
+                wait = min(wait, max(next_in, 0.0) + 0.005)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=wait)
+
+    async def _receive_now(self, queue: str, limit: int) -> list[ReceivedMessage]:
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "lock_seconds": self.lock_duration,
+            "max_delivery_count": self.max_delivery_count,
+            "max_delivery_reason": MAX_DELIVERY_REASON,
+        }
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.receive, params)
+            rows = await cur.fetchall()
+        return [
+            ReceivedMessage(
+                queue=queue,
+                message_id=message_id,
+                body=bytes(body),
+                properties=properties,
+                delivery_count=delivery_count,
+                enqueued_at=enqueued_at,
+                locked_until=locked_until,
+                lock_token=str(lock_token),
+                raw=seq,
+            )
+            for seq, message_id, body, properties, delivery_count, enqueued_at, locked_until, lock_token in rows
+        ]
+
+    async def _next_visible_in(self, queue: str) -> float | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.next_visible_in, {"queue": queue})
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def _wakeup_for(self, queue: str) -> asyncio.Event:
+        event = self._wakeups.get(queue)
+        if event is not None and queue not in self._pending_listens:
+            return event
+        if event is None:
+            event = self._wakeups[queue] = asyncio.Event()
+            self._pending_listens[queue] = asyncio.get_running_loop().create_future()
+        listening = self._pending_listens[queue]
+        if self._listen_task is None:
+            self._listen_task = asyncio.create_task(self._dispatch_notifications())
+        # Receive only once LISTEN is in place, so no notification between the
+        # first fetch and the first wait can be missed.
+        await asyncio.shield(listening)
+        return event
+
+    async def _dispatch_notifications(self) -> None:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, row_factory=tuple_row
+            )
+        except psycopg.OperationalError as exc:
+            for fut in self._pending_listens.values():
+                if not fut.done():
+                    fut.set_exception(exc)
+            self._pending_listens.clear()
+            self._listen_task = None
+            return
+        self._listen_conn = conn
+        by_channel: dict[str, str] = {}
+        try:
+            while True:
+                for queue, fut in list(self._pending_listens.items()):
+                    await conn.execute(f'LISTEN "{channel_for(queue)}"')
+                    by_channel[channel_for(queue)] = queue
+                    del self._pending_listens[queue]
+                    if not fut.done():
+                        fut.set_result(None)
+                # notifies() holds the connection while it waits; a short
+                # timeout lets new LISTENs in without cancelling a wait.
+                async for notify in conn.notifies(timeout=0.25):
+                    queue = by_channel.get(notify.channel)
+                    if queue is not None:
+                        self._wakeups[queue].set()
+        except (psycopg.OperationalError, asyncio.CancelledError):
+            # Connection lost or closing: consumers fall back to their bounded
+            # idle wait, so nothing is missed, only picked up later.
+            return
+
+    # -- settling --------------------------------------------------------------
+
+    @staticmethod
+    def _locks(messages: Sequence[ReceivedMessage]) -> dict[str, list]:
+        return {
+            "seqs": [m.raw for m in messages],
+            "tokens": [m.lock_token for m in messages],
+        }
+
+    async def complete(self, messages: Sequence[ReceivedMessage]) -> None:
+        if not messages:
+            return
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.complete, self._locks(messages))
+            done = {row[0] for row in await cur.fetchall()}
+        lost = [m.message_id for m in messages if m.raw not in done]
+        if lost:
+            raise LockLostError(f"lock lost for messages {lost}")
+
+    async def abandon(self, messages: Sequence[ReceivedMessage], delay: float = 0.0) -> None:
+        if not messages:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(_Q.abandon, {**self._locks(messages), "delay_seconds": delay})
+            if delay <= 0:
+                await conn.execute(_Q.notify, {"channel": channel_for(messages[0].queue)})
+
+    async def dead_letter(
+        self, message: ReceivedMessage, reason: str, description: str = ""
+    ) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _Q.dead_letter,
+                {
+                    "seq": message.raw,
+                    "token": message.lock_token,
+                    "reason": reason,
+                    "description": description[:4000],
+                },
+            )
+            if await cur.fetchone() is None:
+                raise LockLostError(f"lock lost for message {message.message_id}")
+
+    async def renew_locks(self, messages: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
+        if not messages:
+            return []
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _Q.renew_locks, {**self._locks(messages), "lock_seconds": self.lock_duration}
+            )
+            renewed: dict[int, dt.datetime] = dict(await cur.fetchall())
+        out = []
+        for m in messages:
+            if m.raw in renewed:
+                out.append(
+                    ReceivedMessage(
+                        queue=m.queue,
+                        message_id=m.message_id,
+                        body=m.body,
+                        properties=m.properties,
+                        delivery_count=m.delivery_count,
+                        enqueued_at=m.enqueued_at,
+                        locked_until=renewed[m.raw],
+                        lock_token=m.lock_token,
+                        raw=m.raw,
+                    )
+                )
+        return out
+
+    # -- inspection and dead letters -----------------------------------------------
+
+    async def queue_depth(self, queue: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.queue_depth, {"queue": queue})
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.list_dead_letters, {"queue": queue, "limit": limit})
+            rows = await cur.fetchall()
+        return [
+            DeadLetter(
+                queue=queue,
+                sequence=str(seq),
+                message_id=message_id,
+                body=bytes(body),
+                properties=properties,
+                delivery_count=delivery_count,
+                reason=reason or "",
+                description=description or "",
+                enqueued_at=enqueued_at,
+                dead_lettered_at=dead_lettered_at,
+            )
+            for seq, message_id, body, properties, delivery_count, reason, description, enqueued_at, dead_lettered_at in rows
+        ]
+
+    async def replay_dead_letters(self, queue: str, sequences: Sequence[str]) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                _Q.replay_dead_letters, {"queue": queue, "seqs": [int(s) for s in sequences]}
+            )
+            count = len(await cur.fetchall())
+            await conn.execute(_Q.notify, {"channel": channel_for(queue)})
+        return count
+
+    async def purge_dead_letters(self, queue: str, sequences: Sequence[str]) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _Q.purge_dead_letters, {"queue": queue, "seqs": [int(s) for s in sequences]}
+            )
+            return len(await cur.fetchall())
+
+    async def close(self) -> None:
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.close()
+        await self._pool.close()
