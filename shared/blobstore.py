@@ -137,9 +137,7 @@ def validate_blob_name(name: str) -> str:
     if name.startswith("/"):
         raise InvalidBlobName(f"invalid blob name {name!r}: absolute names are not allowed")
     if any(segment in ("", ".", "..") for segment in name.split("/")):
-        raise InvalidBlobName(
-            f"invalid blob name {name!r}: no empty, '.' or '..' path segments"
-        )
+        raise InvalidBlobName(f"invalid blob name {name!r}: no empty, '.' or '..' path segments")
     return name
 
 

@@ -88,9 +88,7 @@ class Broker(Protocol):
     async def complete(self, messages: Sequence[ReceivedMessage]) -> None:
         """Removes settled messages; raises LockLostError if a lock was lost."""
 
-    async def abandon(
-        self, messages: Sequence[ReceivedMessage], delay: float = 0.0
-    ) -> None:
+    async def abandon(self, messages: Sequence[ReceivedMessage], delay: float = 0.0) -> None:
         """Releases the locks so the messages are delivered again (after delay seconds)."""
 
     async def dead_letter(

@@ -62,7 +62,9 @@ class Ledger:
 
 
 async def _ensure_ledger(conn: psycopg.AsyncConnection, ledger: Ledger) -> None:
-    await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ledger.schema)))
+    await conn.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ledger.schema))
+    )
     await conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
@@ -103,9 +105,9 @@ async def migrate(conninfo: str, directory: Path, ledger: Ledger) -> list[int]:
                 async with conn.transaction():
                     await conn.execute(migration.sql.encode())
                     await conn.execute(
-                        sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
-                            ledger.ident()
-                        ),
+                        sql.SQL(
+                            "INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)"
+                        ).format(ledger.ident()),
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration.version)

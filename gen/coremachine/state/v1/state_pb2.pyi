@@ -215,6 +215,18 @@ class RenewLeasesResponse(_message.Message):
     lost: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, renewed: _Optional[_Iterable[str]] = ..., lost: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ReleaseTasksRequest(_message.Message):
+    __slots__ = ("leases",)
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    leases: _containers.RepeatedCompositeFieldContainer[TaskLease]
+    def __init__(self, leases: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ...) -> None: ...
+
+class ReleaseTasksResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetStageResultsRequest(_message.Message):
     __slots__ = ("job_id", "stage")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

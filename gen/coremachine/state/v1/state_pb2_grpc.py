@@ -72,6 +72,11 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesResponse.FromString,
                 _registered_method=True)
+        self.ReleaseTasks = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ReleaseTasks',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksResponse.FromString,
+                _registered_method=True)
         self.GetStageResults = channel.unary_stream(
                 '/coremachine.state.v1.StateService/GetStageResults',
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStageResultsRequest.SerializeToString,
@@ -154,6 +159,13 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseTasks(self, request, context):
+        """Hands unfinished tasks back (worker shutdown): queued again, same attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStageResults(self, request, context):
         """Streams a stage's task results ordered by numeric task index.
         """
@@ -226,6 +238,11 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.RenewLeases,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesResponse.SerializeToString,
+            ),
+            'ReleaseTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseTasks,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksResponse.SerializeToString,
             ),
             'GetStageResults': grpc.unary_stream_rpc_method_handler(
                     servicer.GetStageResults,
@@ -445,6 +462,33 @@ class StateService:
             '/coremachine.state.v1.StateService/RenewLeases',
             coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.RenewLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ReleaseTasks',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReleaseTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,41 @@
+"""`python -m services.state [serve|migrate]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from services.state.bootstrap import build
+from services.state.schema import migrate_all
+from services.state.settings import StateSettings
+from shared.grpc_server import serve_until_signalled
+from shared.logging_setup import configure_logging
+
+log = logging.getLogger("services.state")
+
+
+async def serve(settings: StateSettings) -> None:
+    app = await build(settings)
+    await serve_until_signalled(
+        app.server, background=[app.relay.run, app.janitor.run], on_shutdown=app.close
+    )
+
+
+async def migrate(settings: StateSettings) -> None:
+    broker_url = settings.broker_database_url or settings.database_url
+    await migrate_all(settings.database_url, broker_url if settings.broker == "postgres" else None)
+    log.info("migrations applied")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.state")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args()
+    settings = StateSettings()  # type: ignore[call-arg]
+    configure_logging("state", settings.log_level, settings.log_format)
+    asyncio.run(serve(settings) if args.command == "serve" else migrate(settings))
+
+
+if __name__ == "__main__":
+    main()

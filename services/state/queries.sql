@@ -1,0 +1,266 @@
+-- Named queries of the state service. Lock order, everywhere: jobs row, then
+-- job_stages rows, then tasks rows (ordered by key), so batches never deadlock.
+
+-- name: insert_job
+INSERT INTO coremachine.jobs (job_id, job_type, parameters, total_stages, metadata)
+VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s)
+ON CONFLICT (job_id) DO NOTHING
+RETURNING job_id;
+
+-- name: get_job
+SELECT * FROM coremachine.jobs WHERE job_id = %(job_id)s;
+
+-- name: lock_job
+SELECT * FROM coremachine.jobs WHERE job_id = %(job_id)s FOR UPDATE;
+
+-- name: lock_jobs
+SELECT job_id, status FROM coremachine.jobs
+WHERE job_id = ANY(%(job_ids)s::text[]) ORDER BY job_id FOR UPDATE;
+
+-- name: list_jobs
+SELECT * FROM coremachine.jobs
+WHERE (%(status)s::coremachine.job_status IS NULL OR status = %(status)s)
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s)
+  AND (%(after_created)s::timestamptz IS NULL
+       OR (created_at, job_id) < (%(after_created)s, %(after_job_id)s))
+ORDER BY created_at DESC, job_id DESC
+LIMIT %(limit)s;
+
+-- name: job_stages
+SELECT * FROM coremachine.job_stages WHERE job_id = %(job_id)s ORDER BY stage;
+
+-- name: job_stages_of
+SELECT * FROM coremachine.job_stages WHERE job_id = ANY(%(job_ids)s::text[]) ORDER BY job_id, stage;
+
+-- name: insert_stage
+INSERT INTO coremachine.job_stages
+    (job_id, stage, task_count, remaining, max_attempts, backoff_base_ms, backoff_max_ms,
+     max_failed_tasks)
+VALUES (%(job_id)s, %(stage)s, %(task_count)s, %(task_count)s, %(max_attempts)s,
+        %(backoff_base_ms)s, %(backoff_max_ms)s, %(max_failed_tasks)s)
+ON CONFLICT (job_id, stage) DO NOTHING
+RETURNING stage;
+
+-- name: start_job_stage
+UPDATE coremachine.jobs
+SET status = 'processing', stage = %(stage)s, updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing');
+
+-- name: insert_tasks
+INSERT INTO coremachine.tasks
+    (task_id, job_id, job_type, task_type, stage, task_index, parameters)
+SELECT t.task_id, %(job_id)s, %(job_type)s, t.task_type, %(stage)s, t.task_index, t.parameters
+FROM unnest(%(task_ids)s::text[], %(task_types)s::text[], %(task_indexes)s::int[],
+            %(parameters)s::jsonb[]) AS t(task_id, task_type, task_index, parameters)
+ON CONFLICT (task_id) DO NOTHING
+RETURNING task_id, task_type, attempt;
+
+-- name: claim_tasks
+UPDATE coremachine.tasks t
+SET status = 'processing', lease_token = gen_random_uuid(), lease_owner = %(worker_id)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    started_at = coalesce(t.started_at, now()), updated_at = now()
+FROM unnest(%(task_ids)s::text[], %(attempts)s::int[]) AS c(task_id, attempt)
+WHERE t.task_id = c.task_id AND t.attempt = c.attempt AND t.status = 'queued'
+RETURNING t.*;
+
+-- name: task_states
+SELECT task_id, status, attempt FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
+
+-- name: jobs_of_tasks
+SELECT DISTINCT job_id FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
+
+-- name: settle_succeeded
+-- Compare-and-set on the lease token: a stale attempt, a duplicate delivery
+-- or a task cancelled meanwhile changes nothing.
+UPDATE coremachine.tasks t
+SET status = 'completed', result_data = o.result, error_details = NULL,
+    lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = now(), updated_at = now()
+FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[], %(results)s::jsonb[])
+     AS o(task_id, token, result)
+WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
+RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.attempt;
+
+-- name: settle_failed
+-- A retryable failure with attempts left goes back to 'queued' with the next
+-- attempt number; anything else fails the task for good.
+UPDATE coremachine.tasks t
+SET status = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+                  THEN 'queued'::coremachine.task_status
+                  ELSE 'failed'::coremachine.task_status END,
+    attempt = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+                   THEN t.attempt + 1 ELSE t.attempt END,
+    error_details = o.error,
+    lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+                        THEN NULL ELSE now() END,
+    updated_at = now()
+FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[], %(errors)s::text[], %(retryable)s::bool[])
+     AS o(task_id, token, error, retryable),
+     coremachine.job_stages s
+WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
+  AND s.job_id = t.job_id AND s.stage = t.stage
+RETURNING t.task_id, t.job_id, t.task_type, t.stage, t.task_index, t.status, t.attempt,
+          t.error_details, s.backoff_base_ms, s.backoff_max_ms;
+
+-- name: count_into_stages
+-- The O(1) barrier: one UPDATE per (job, stage) touched by the batch.
+UPDATE coremachine.job_stages s
+SET remaining = s.remaining - d.done,
+    completed = s.completed + d.completed,
+    failed = s.failed + d.failed
+FROM unnest(%(job_ids)s::text[], %(stages)s::int[], %(done)s::int[], %(completed)s::int[],
+            %(failed)s::int[]) AS d(job_id, stage, done, completed, failed)
+WHERE s.job_id = d.job_id AND s.stage = d.stage
+RETURNING s.*;
+
+-- name: lock_stages
+SELECT * FROM coremachine.job_stages
+WHERE (job_id, stage) IN (SELECT * FROM unnest(%(job_ids)s::text[], %(stages)s::int[]))
+ORDER BY job_id, stage FOR UPDATE;
+
+-- name: finish_stage
+-- The status CAS makes advancing idempotent (janitor re-evaluation, replays).
+UPDATE coremachine.job_stages
+SET status = %(status)s, completed_at = now()
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'running'
+RETURNING *;
+
+-- name: record_stage_summary
+UPDATE coremachine.jobs
+SET stage_results = stage_results || jsonb_build_object(%(stage)s::text, %(summary)s::jsonb),
+    stage = CASE WHEN %(next_stage)s::int IS NULL THEN stage ELSE %(next_stage)s END,
+    updated_at = now()
+WHERE job_id = %(job_id)s;
+
+-- name: complete_job
+UPDATE coremachine.jobs j
+SET status = CASE WHEN EXISTS (SELECT 1 FROM coremachine.job_stages s
+                               WHERE s.job_id = j.job_id AND s.failed > 0)
+                  THEN 'completed_with_errors'::coremachine.job_status
+                  ELSE 'completed'::coremachine.job_status END,
+    result_data = %(result)s, completed_at = now(), updated_at = now()
+WHERE job_id = %(job_id)s AND status = 'processing'
+  AND EXISTS (SELECT 1 FROM coremachine.job_stages s
+              WHERE s.job_id = j.job_id AND s.stage = j.total_stages AND s.status <> 'running')
+RETURNING *;
+
+-- name: fail_job
+UPDATE coremachine.jobs
+SET status = 'failed', error_details = %(error)s, completed_at = now(), updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
+RETURNING *;
+
+-- name: fail_running_stages
+UPDATE coremachine.job_stages SET status = 'failed', completed_at = now()
+WHERE job_id = %(job_id)s AND status = 'running';
+
+-- name: cancel_unfinished_tasks
+UPDATE coremachine.tasks
+SET status = 'cancelled', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    completed_at = now(), updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
+RETURNING stage;
+
+-- name: count_cancelled
+UPDATE coremachine.job_stages s
+SET cancelled = s.cancelled + d.n, remaining = greatest(s.remaining - d.n, 0)
+FROM unnest(%(stages)s::int[], %(counts)s::int[]) AS d(stage, n)
+WHERE s.job_id = %(job_id)s AND s.stage = d.stage;
+
+-- name: renew_leases
+UPDATE coremachine.tasks t
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[]) AS l(task_id, token)
+WHERE t.task_id = l.task_id AND t.lease_token = l.token AND t.status = 'processing'
+RETURNING t.task_id;
+
+-- name: release_tasks
+-- A worker shutting down hands its unfinished tasks back, same attempt.
+UPDATE coremachine.tasks t
+SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now()
+FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[]) AS l(task_id, token)
+WHERE t.task_id = l.task_id AND t.lease_token = l.token AND t.status = 'processing'
+RETURNING t.task_id, t.job_id, t.task_type, t.attempt;
+
+-- name: stage_results
+SELECT task_index, task_id, status, result_data, error_details
+FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s
+ORDER BY task_index;
+
+-- name: list_tasks
+SELECT * FROM coremachine.tasks
+WHERE (%(job_id)s::text IS NULL OR job_id = %(job_id)s)
+  AND (%(stage)s::int IS NULL OR stage = %(stage)s)
+  AND (%(status)s::coremachine.task_status IS NULL OR status = %(status)s)
+  AND (%(after_task_id)s::text IS NULL OR (job_id, stage, task_index) > (%(after_job_id)s, %(after_stage)s, %(after_index)s))
+ORDER BY job_id, stage, task_index
+LIMIT %(limit)s;
+
+-- name: insert_outbox
+INSERT INTO coremachine.outbox (queue, message_id, body, properties, scheduled_at)
+SELECT * FROM unnest(%(queues)s::text[], %(message_ids)s::text[], %(bodies)s::bytea[],
+                     %(properties)s::jsonb[], %(scheduled)s::timestamptz[]);
+
+-- name: lock_outbox_batch
+SELECT id, queue, message_id, body, properties, scheduled_at
+FROM coremachine.outbox ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
+
+-- name: delete_outbox
+DELETE FROM coremachine.outbox WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: bump_event_seq
+UPDATE coremachine.jobs j
+SET last_event_seq = j.last_event_seq + c.n
+FROM unnest(%(job_ids)s::text[], %(counts)s::int[]) AS c(job_id, n)
+WHERE j.job_id = c.job_id
+RETURNING j.job_id, j.last_event_seq;
+
+-- name: insert_events
+INSERT INTO coremachine.job_events (job_id, seq, event_type, stage, task_id, data)
+SELECT * FROM unnest(%(job_ids)s::text[], %(seqs)s::bigint[], %(types)s::text[],
+                     %(stages)s::int[], %(task_ids)s::text[], %(data)s::jsonb[]);
+
+-- name: acquire_lease
+-- Single-leader election: take the lease if free or expired, or renew it.
+INSERT INTO coremachine.leases (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(ttl_seconds)s))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+WHERE coremachine.leases.holder = EXCLUDED.holder OR coremachine.leases.expires_at < now()
+RETURNING holder;
+
+-- name: expired_leases
+SELECT task_id, lease_token FROM coremachine.tasks
+WHERE status = 'processing' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT %(limit)s;
+
+-- name: stalled_stages
+-- Running stages whose tasks all exist and are all terminal, untouched for a
+-- while: their advancement was lost (or is racing; advance_stage is a CAS).
+SELECT s.job_id, s.stage FROM coremachine.job_stages s
+WHERE s.status = 'running' AND s.started_at < now() - make_interval(secs => %(stall_seconds)s)
+  AND (SELECT count(*) FROM coremachine.tasks t
+       WHERE t.job_id = s.job_id AND t.stage = s.stage) = s.task_count
+  AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t
+                  WHERE t.job_id = s.job_id AND t.stage = s.stage
+                    AND t.status IN ('queued', 'processing'))
+LIMIT %(limit)s;
+
+-- name: overdue_jobs
+SELECT job_id FROM coremachine.jobs
+WHERE status IN ('queued', 'processing')
+  AND created_at < now() - make_interval(secs => %(deadline_seconds)s)
+LIMIT %(limit)s;
+
+-- name: start_janitor_run
+INSERT INTO coremachine.janitor_runs (holder) VALUES (%(holder)s) RETURNING run_id;
+
+-- name: finish_janitor_run
+UPDATE coremachine.janitor_runs
+SET finished_at = now(), actions = %(actions)s, error = %(error)s
+WHERE run_id = %(run_id)s;

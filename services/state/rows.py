@@ -1,0 +1,69 @@
+"""Database rows of the state service (used only inside this service)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class JobRow:
+    job_id: str
+    job_type: str
+    parameters: dict[str, Any]
+    status: str
+    stage: int
+    total_stages: int
+    stage_results: dict[str, Any]
+    metadata: dict[str, Any]
+    result_data: Any
+    error_details: str | None
+    last_event_seq: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+@dataclass(slots=True)
+class StageRow:
+    job_id: str
+    stage: int
+    status: str
+    task_count: int
+    remaining: int
+    completed: int
+    failed: int
+    cancelled: int
+    max_attempts: int
+    backoff_base_ms: int
+    backoff_max_ms: int
+    max_failed_tasks: int
+    started_at: dt.datetime
+    completed_at: dt.datetime | None
+
+    def failures_exceed_tolerance(self) -> bool:
+        return self.max_failed_tasks >= 0 and self.failed > self.max_failed_tasks
+
+
+@dataclass(slots=True)
+class TaskRow:
+    task_id: str
+    job_id: str
+    job_type: str
+    task_type: str
+    stage: int
+    task_index: int
+    parameters: Any
+    status: str
+    result_data: Any
+    error_details: str | None
+    attempt: int
+    lease_token: uuid.UUID | None
+    lease_owner: str | None
+    lease_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None

@@ -1,0 +1,194 @@
+"""The StateService gRPC edge: requests -> StateStore calls -> responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+
+from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.state import convert
+from services.state.store import Claim, NewTaskSpec, Outcome, StagePolicy, StateStore
+from shared.domain.retry import RetryPolicy
+from shared.errors import CoreMachineError, InvalidArgument
+from shared.grpc_errors import map_errors, status_for
+
+
+def _json_or_empty(data: bytes, field: str) -> object:
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} is not valid JSON: {exc}", field) from None
+
+
+def _require(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required", field)
+    return value
+
+
+class StateServicer(state_pb2_grpc.StateServiceServicer):
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    @map_errors
+    async def CreateJob(self, request, context):
+        params = _json_or_empty(request.parameters_json, "parameters_json")
+        metadata = _json_or_empty(request.metadata_json, "metadata_json")
+        if len(request.job_id) != 64:
+            raise InvalidArgument("job_id must be 64 hex characters", "job_id")
+        view, created = await self.store.create_job(
+            request.job_id,
+            _require(request.job_type, "job_type"),
+            params,
+            request.total_stages,
+            metadata,
+        )
+        return state_pb2.CreateJobResponse(job=convert.job_to_proto(view), created=created)
+
+    @map_errors
+    async def GetJob(self, request, context):
+        view = await self.store.get_job(_require(request.job_id, "job_id"))
+        return state_pb2.GetJobResponse(job=convert.job_to_proto(view))
+
+    @map_errors
+    async def ListJobs(self, request, context):
+        status = convert.JOB_STATUS_NAME.get(request.status)
+        views, token = await self.store.list_jobs(
+            status, request.job_type or None, request.limit, request.page_token
+        )
+        return state_pb2.ListJobsResponse(
+            jobs=[convert.job_to_proto(v) for v in views], next_page_token=token
+        )
+
+    @map_errors
+    async def CreateStageTasks(self, request, context):
+        p = request.policy
+        try:
+            retry = RetryPolicy(
+                max_attempts=p.max_attempts or 4,
+                backoff_base_ms=p.backoff_base_ms or 1000,
+                backoff_max_ms=p.backoff_max_ms or 60_000,
+            )
+        except ValueError as exc:
+            raise InvalidArgument(str(exc), "policy") from None
+        tasks = [
+            NewTaskSpec(
+                t.task_index,
+                _require(t.task_type, "task_type"),
+                (t.parameters_json or b"{}").decode(),
+            )
+            for t in request.tasks
+        ]
+        created, completed = await self.store.create_stage_tasks(
+            _require(request.job_id, "job_id"),
+            request.stage,
+            request.total_tasks,
+            tasks,
+            StagePolicy(retry, p.max_failed_tasks),
+        )
+        return state_pb2.CreateStageTasksResponse(created=created, stage_completed=completed)
+
+    @map_errors
+    async def ClaimTasks(self, request, context):
+        outcomes = await self.store.claim_tasks(
+            _require(request.worker_id, "worker_id"),
+            request.lease_seconds or 60,
+            [Claim(c.task_id, c.attempt) for c in request.claims],
+        )
+        return state_pb2.ClaimTasksResponse(
+            results=[
+                state_pb2.ClaimResult(
+                    task_id=o.task_id,
+                    granted=o.task is not None,
+                    lease_token=str(o.task.lease_token) if o.task else "",
+                    task=convert.task_to_proto(o.task) if o.task else None,
+                    reason=o.reason,
+                )
+                for o in outcomes
+            ]
+        )
+
+    @map_errors
+    async def CompleteTasks(self, request, context):
+        outcomes = [
+            Outcome(
+                o.task_id,
+                o.lease_token,
+                o.succeeded,
+                o.result_json.decode() if o.result_json else None,
+                o.error,
+                o.retryable,
+            )
+            for o in request.outcomes
+        ]
+        results, stages = await self.store.complete_tasks(outcomes)
+        return state_pb2.CompleteTasksResponse(
+            results=[
+                state_pb2.OutcomeResult(
+                    task_id=r.task_id, accepted=r.accepted, task_status=r.task_status
+                )
+                for r in results
+            ],
+            stages_completed=[state_pb2.StageRef(job_id=j, stage=s) for j, s in stages],
+        )
+
+    @map_errors
+    async def RenewLeases(self, request, context):
+        renewed, lost = await self.store.renew_leases(
+            request.lease_seconds or 60,
+            [(lease.task_id, lease.lease_token) for lease in request.leases],
+        )
+        return state_pb2.RenewLeasesResponse(renewed=renewed, lost=lost)
+
+    @map_errors
+    async def ReleaseTasks(self, request, context):
+        released = await self.store.release_tasks(
+            [(lease.task_id, lease.lease_token) for lease in request.leases]
+        )
+        return state_pb2.ReleaseTasksResponse(released=released)
+
+    async def GetStageResults(
+        self, request, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[state_pb2.GetStageResultsResponse]:
+        try:
+            async for chunk in self.store.stage_results(request.job_id, request.stage):
+                yield state_pb2.GetStageResultsResponse(
+                    results=[convert.stage_result_to_proto(r) for r in chunk]
+                )
+        except CoreMachineError as exc:
+            await context.abort(status_for(exc), str(exc))
+
+    @map_errors
+    async def AdvanceStage(self, request, context):
+        advanced = await self.store.advance_stage(_require(request.job_id, "job_id"), request.stage)
+        return state_pb2.AdvanceStageResponse(advanced=advanced)
+
+    @map_errors
+    async def CompleteJob(self, request, context):
+        result = json.loads(request.result_json) if request.result_json else None
+        view, changed = await self.store.complete_job(_require(request.job_id, "job_id"), result)
+        return state_pb2.CompleteJobResponse(job=convert.job_to_proto(view), changed=changed)
+
+    @map_errors
+    async def FailJob(self, request, context):
+        view, changed = await self.store.fail_job(
+            _require(request.job_id, "job_id"), request.error or "failed"
+        )
+        return state_pb2.FailJobResponse(job=convert.job_to_proto(view), changed=changed)
+
+    @map_errors
+    async def ListTasks(self, request, context):
+        tasks, token = await self.store.list_tasks(
+            request.job_id or None,
+            request.stage or None,
+            convert.TASK_STATUS_NAME.get(request.status),
+            request.limit,
+            request.page_token,
+        )
+        return state_pb2.ListTasksResponse(
+            tasks=[convert.task_to_proto(t) for t in tasks], next_page_token=token
+        )

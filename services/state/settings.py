@@ -1,0 +1,18 @@
+"""State service settings (environment variables; see README "Configuration")."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class StateSettings(CommonSettings):
+    database_url: str = Field(validation_alias="DATABASE_URL")
+    grpc_port: int = Field(50061, ge=0, le=65535, validation_alias="STATE_GRPC_PORT")
+    pool_max_size: int = Field(10, ge=2, validation_alias="STATE_POOL_MAX_SIZE")
+    migrate_on_start: bool = Field(True, validation_alias="STATE_MIGRATE_ON_START")
+    relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
+    janitor_interval_seconds: float = Field(5.0, gt=0, validation_alias="JANITOR_INTERVAL_SECONDS")
+    job_deadline_seconds: float = Field(86400.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
+    stage_stall_seconds: float = Field(30.0, gt=0, validation_alias="STAGE_STALL_SECONDS")

@@ -1,0 +1,738 @@
+"""The state service's operations on PostgreSQL: one transaction each.
+
+Every operation that implies a message writes it to the outbox in its own
+transaction (see outbox.py) and then pokes the relay. Lock order is always
+jobs row -> job_stages rows -> tasks rows, which keeps concurrent batches
+free of deadlocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool
+
+from services.state.events import NewEvent, append_events
+from services.state.outbox import Outbox
+from services.state.rows import JobRow, StageRow, TaskRow
+from services.state.sql import Q
+from shared.domain.ids import task_id_for
+from shared.domain.retry import RetryPolicy, backoff_seconds
+from shared.domain.statuses import JobStatus, TaskStatus
+from shared.errors import InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
+
+MAX_LIST_LIMIT = 1000
+RESULTS_CHUNK = 1000
+
+
+@dataclass(slots=True)
+class JobView:
+    job: JobRow
+    stages: list[StageRow]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTaskSpec:
+    task_index: int
+    task_type: str
+    parameters_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagePolicy:
+    retry: RetryPolicy
+    max_failed_tasks: int = 0  # -1 tolerates every failure
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    task_id: str
+    attempt: int
+
+
+@dataclass(slots=True)
+class ClaimOutcome:
+    task_id: str
+    task: TaskRow | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    task_id: str
+    lease_token: str
+    succeeded: bool
+    result_json: str | None = None
+    error: str = ""
+    retryable: bool = True
+
+
+@dataclass(slots=True)
+class OutcomeResult:
+    task_id: str
+    accepted: bool
+    task_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    task_index: int
+    task_id: str
+    status: str
+    result_json: str | None
+    error: str | None
+
+
+class StateStore:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        outbox: Outbox,
+        on_outbox_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self.outbox = outbox
+        self._poke_relay = on_outbox_written
+
+    # -- jobs ------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        job_id: str,
+        job_type: str,
+        parameters: dict[str, Any],
+        total_stages: int,
+        metadata: dict[str, Any],
+    ) -> tuple[JobView, bool]:
+        """Creates the job and its "stage 1 ready" message; idempotent on job_id."""
+        if total_stages < 1:
+            raise InvalidArgument("total_stages must be at least 1", "total_stages")
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                Q.insert_job,
+                {
+                    "job_id": job_id,
+                    "job_type": job_type,
+                    "parameters": json.dumps(parameters),
+                    "total_stages": total_stages,
+                    "metadata": json.dumps(metadata),
+                },
+            )
+            created = await cur.fetchone() is not None
+            if created:
+                await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
+                await append_events(
+                    conn, [NewEvent(job_id, "job_created", data={"job_type": job_type})]
+                )
+        if created:
+            self._poke_relay()
+        return await self.get_job(job_id), created
+
+    async def get_job(self, job_id: str) -> JobView:
+        async with self.pool.connection() as conn:
+            job = await self._job(conn, job_id)
+            return JobView(job, await self._stages(conn, job_id))
+
+    async def list_jobs(
+        self, status: str | None, job_type: str | None, limit: int, page_token: str
+    ) -> tuple[list[JobView], str]:
+        limit = max(1, min(limit or 50, MAX_LIST_LIMIT))
+        after_created, after_job_id = _parse_job_token(page_token)
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(
+                Q.list_jobs,
+                {
+                    "status": status,
+                    "job_type": job_type,
+                    "after_created": after_created,
+                    "after_job_id": after_job_id,
+                    "limit": limit,
+                },
+            )
+            jobs = await cur.fetchall()
+            stages: dict[str, list[StageRow]] = defaultdict(list)
+            if jobs:
+                scur = conn.cursor(row_factory=class_row(StageRow))
+                await scur.execute(Q.job_stages_of, {"job_ids": [j.job_id for j in jobs]})
+                for stage in await scur.fetchall():
+                    stages[stage.job_id].append(stage)
+        token = ""
+        if len(jobs) == limit:
+            last = jobs[-1]
+            token = f"{last.created_at.isoformat()}|{last.job_id}"
+        return [JobView(j, stages[j.job_id]) for j in jobs], token
+
+    async def complete_job(self, job_id: str, result: Any) -> tuple[JobView, bool]:
+        """Stores the final result; only a processing job whose last stage ended."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_job(conn, job_id)
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(Q.complete_job, {"job_id": job_id, "result": json.dumps(result)})
+            done = await cur.fetchone()
+            if done is not None:
+                await append_events(
+                    conn, [NewEvent(job_id, "job_completed", data={"status": done.status})]
+                )
+        return await self.get_job(job_id), done is not None
+
+    async def fail_job(self, job_id: str, error: str) -> tuple[JobView, bool]:
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_job(conn, job_id)
+            changed = await self._fail_job_locked(conn, job_id, error)
+        return await self.get_job(job_id), changed
+
+    # -- stages ----------------------------------------------------------------
+
+    async def create_stage_tasks(
+        self,
+        job_id: str,
+        stage: int,
+        total_tasks: int,
+        tasks: Sequence[NewTaskSpec],
+        policy: StagePolicy,
+    ) -> tuple[int, bool]:
+        """Inserts a chunk of a stage's tasks with their task messages.
+
+        Idempotent: a replayed "stage ready" message re-sends chunks whose
+        rows already exist, and they are skipped. Returns (created, completed):
+        a stage of zero tasks completes at once.
+        """
+        if total_tasks < 0:
+            raise InvalidArgument("total_tasks must be >= 0", "total_tasks")
+        for spec in tasks:
+            if not 0 <= spec.task_index < total_tasks:
+                raise InvalidArgument(
+                    f"task_index {spec.task_index} outside 0..{total_tasks - 1}", "task_index"
+                )
+        stage_completed = False
+        async with self.pool.connection() as conn, conn.transaction():
+            job = await self._lock_job(conn, job_id)
+            if JobStatus(job.status).is_terminal:
+                return 0, False
+            if not 1 <= stage <= job.total_stages:
+                raise InvalidArgument(f"stage {stage} outside 1..{job.total_stages}", "stage")
+            cur = await conn.execute(
+                Q.insert_stage,
+                {
+                    "job_id": job_id,
+                    "stage": stage,
+                    "task_count": total_tasks,
+                    "max_attempts": policy.retry.max_attempts,
+                    "backoff_base_ms": policy.retry.backoff_base_ms,
+                    "backoff_max_ms": policy.retry.backoff_max_ms,
+                    "max_failed_tasks": policy.max_failed_tasks,
+                },
+            )
+            first_chunk = await cur.fetchone() is not None
+            if first_chunk:
+                await conn.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
+                await append_events(
+                    conn,
+                    [NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})],
+                )
+            stage_row = await self._locked_stage(conn, job_id, stage)
+            if stage_row.task_count != total_tasks:
+                raise InvalidArgument(
+                    f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
+                    "total_tasks",
+                )
+            if stage_row.status != "running":
+                return 0, False
+            created = 0
+            if tasks:
+                cur = await conn.execute(
+                    Q.insert_tasks,
+                    {
+                        "job_id": job_id,
+                        "job_type": job.job_type,
+                        "stage": stage,
+                        "task_ids": [task_id_for(job_id, stage, t.task_index) for t in tasks],
+                        "task_types": [t.task_type for t in tasks],
+                        "task_indexes": [t.task_index for t in tasks],
+                        "parameters": [t.parameters_json for t in tasks],
+                    },
+                )
+                inserted = await cur.fetchall()
+                created = len(inserted)
+                await self.outbox.write(
+                    conn,
+                    [
+                        self.outbox.task(task_id, job_id, task_type, attempt)
+                        for task_id, task_type, attempt in inserted
+                    ],
+                )
+            if total_tasks == 0:
+                stage_completed = await self._evaluate_stage(conn, job, stage_row, None)
+        self._poke_relay()
+        return created, stage_completed
+
+    async def advance_stage(self, job_id: str, stage: int) -> bool:
+        """Re-counts a stage from its task rows and advances it if all are terminal.
+
+        The repair path (janitor, operator): O(tasks of the stage), never on
+        the per-completion path.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            job = await self._lock_job(conn, job_id)
+            if JobStatus(job.status).is_terminal:
+                return False
+            stage_row = await self._locked_stage(conn, job_id, stage)
+            cur = await conn.execute(
+                "SELECT status::text, count(*) FROM coremachine.tasks"
+                " WHERE job_id = %s AND stage = %s GROUP BY status",
+                (job_id, stage),
+            )
+            counts = {status: n for status, n in await cur.fetchall()}
+            terminal = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+            cur = await conn.execute(
+                "UPDATE coremachine.job_stages SET remaining = %s, completed = %s, failed = %s,"
+                " cancelled = %s WHERE job_id = %s AND stage = %s RETURNING *",
+                (
+                    stage_row.task_count - terminal,
+                    counts.get("completed", 0),
+                    counts.get("failed", 0),
+                    counts.get("cancelled", 0),
+                    job_id,
+                    stage,
+                ),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            advanced = await self._evaluate_stage(conn, job, _stage_from(cur, row), None)
+        if advanced:
+            self._poke_relay()
+        return advanced
+
+    async def stage_results(self, job_id: str, stage: int) -> AsyncIterator[list[StageResult]]:
+        """Yields the stage's task results in chunks, ordered by task index."""
+        async with self.pool.connection() as conn:
+            await self._job(conn, job_id)
+            async with conn.transaction():
+                cur = conn.cursor(name="stage_results")
+                await cur.execute(Q.stage_results, {"job_id": job_id, "stage": stage})
+                while rows := await cur.fetchmany(RESULTS_CHUNK):
+                    yield [
+                        StageResult(
+                            index,
+                            task_id,
+                            status,
+                            None if result is None else json.dumps(result),
+                            error,
+                        )
+                        for index, task_id, status, result, error in rows
+                    ]
+
+    # -- tasks -----------------------------------------------------------------
+
+    async def claim_tasks(
+        self, worker_id: str, lease_seconds: int, claims: Sequence[Claim]
+    ) -> list[ClaimOutcome]:
+        """Grants a lease on each queued task whose attempt matches the message."""
+        if not claims:
+            return []
+        ids = [c.task_id for c in claims]
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_jobs_of(conn, ids)
+            cur = conn.cursor(row_factory=class_row(TaskRow))
+            await cur.execute(
+                Q.claim_tasks,
+                {
+                    "worker_id": worker_id,
+                    "lease_seconds": lease_seconds,
+                    "task_ids": ids,
+                    "attempts": [c.attempt for c in claims],
+                },
+            )
+            granted = {t.task_id: t for t in await cur.fetchall()}
+            await append_events(
+                conn,
+                [
+                    NewEvent(t.job_id, "task_started", t.stage, t.task_id, {"attempt": t.attempt})
+                    for t in granted.values()
+                ],
+            )
+        refused = [c for c in claims if c.task_id not in granted]
+        reasons = await self._refusal_reasons(refused) if refused else {}
+        return [
+            ClaimOutcome(c.task_id, granted.get(c.task_id), reasons.get(c.task_id, ""))
+            for c in claims
+        ]
+
+    async def _refusal_reasons(self, refused: Sequence[Claim]) -> dict[str, str]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q.task_states, {"task_ids": [c.task_id for c in refused]})
+            states = {
+                task_id: (status, attempt) for task_id, status, attempt in await cur.fetchall()
+            }
+        reasons = {}
+        for claim in refused:
+            state = states.get(claim.task_id)
+            if state is None:
+                reasons[claim.task_id] = "unknown_task"
+            elif state[1] != claim.attempt:
+                reasons[claim.task_id] = "stale_attempt"
+            else:
+                reasons[claim.task_id] = f"task_{state[0]}"
+        return reasons
+
+    async def complete_tasks(
+        self, outcomes: Sequence[Outcome]
+    ) -> tuple[list[OutcomeResult], list[tuple[str, int]]]:
+        """Records outcomes; counts them into their stages; advances stages.
+
+        Returns per-outcome acceptance and the (job, stage) pairs completed.
+        """
+        if not outcomes:
+            return [], []
+        ok = [o for o in outcomes if o.succeeded]
+        bad = [o for o in outcomes if not o.succeeded]
+        statuses: dict[str, str] = {}
+        completed_stages: list[tuple[str, int]] = []
+        wrote_outbox = False
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_jobs_of(conn, [o.task_id for o in outcomes])
+            per_stage: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+            events: list[NewEvent] = []
+            first_failure: dict[tuple[str, int], str] = {}
+            if ok:
+                cur = await conn.execute(
+                    Q.settle_succeeded,
+                    {
+                        "task_ids": [o.task_id for o in ok],
+                        "tokens": [o.lease_token for o in ok],
+                        "results": [o.result_json or "null" for o in ok],
+                    },
+                )
+                for task_id, job_id, stage, _index, attempt in await cur.fetchall():
+                    statuses[task_id] = TaskStatus.COMPLETED
+                    per_stage[(job_id, stage)]["completed"] += 1
+                    events.append(
+                        NewEvent(job_id, "task_completed", stage, task_id, {"attempt": attempt})
+                    )
+            if bad:
+                retries = []
+                cur = await conn.execute(
+                    Q.settle_failed,
+                    {
+                        "task_ids": [o.task_id for o in bad],
+                        "tokens": [o.lease_token for o in bad],
+                        "errors": [o.error[:8000] for o in bad],
+                        "retryable": [o.retryable for o in bad],
+                    },
+                )
+                for (
+                    task_id,
+                    job_id,
+                    task_type,
+                    stage,
+                    _index,
+                    status,
+                    attempt,
+                    error,
+                    base_ms,
+                    max_ms,
+                ) in await cur.fetchall():
+                    if status == TaskStatus.QUEUED:
+                        statuses[task_id] = "retrying"
+                        delay = backoff_seconds(attempt - 1, base_ms, max_ms)
+                        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                        retries.append(self.outbox.task(task_id, job_id, task_type, attempt, at))
+                        events.append(
+                            NewEvent(
+                                job_id,
+                                "task_retrying",
+                                stage,
+                                task_id,
+                                {"attempt": attempt, "delay_s": round(delay, 3), "error": error},
+                            )
+                        )
+                    else:
+                        statuses[task_id] = TaskStatus.FAILED
+                        per_stage[(job_id, stage)]["failed"] += 1
+                        first_failure.setdefault(
+                            (job_id, stage),
+                            f"task {task_id} failed after {attempt} attempt(s): {error}",
+                        )
+                        events.append(
+                            NewEvent(
+                                job_id,
+                                "task_failed",
+                                stage,
+                                task_id,
+                                {"attempt": attempt, "error": error},
+                            )
+                        )
+                await self.outbox.write(conn, retries)
+                wrote_outbox = bool(retries)
+            await append_events(conn, events)
+            if per_stage:
+                keys = sorted(per_stage)
+                await conn.execute(
+                    Q.lock_stages,
+                    {"job_ids": [k[0] for k in keys], "stages": [k[1] for k in keys]},
+                )
+                cur = conn.cursor(row_factory=class_row(StageRow))
+                await cur.execute(
+                    Q.count_into_stages,
+                    {
+                        "job_ids": [k[0] for k in keys],
+                        "stages": [k[1] for k in keys],
+                        "done": [sum(per_stage[k].values()) for k in keys],
+                        "completed": [per_stage[k]["completed"] for k in keys],
+                        "failed": [per_stage[k]["failed"] for k in keys],
+                    },
+                )
+                for stage_row in await cur.fetchall():
+                    key = (stage_row.job_id, stage_row.stage)
+                    job = await self._job(conn, stage_row.job_id)
+                    if await self._evaluate_stage(conn, job, stage_row, first_failure.get(key)):
+                        completed_stages.append(key)
+                        wrote_outbox = True
+                    elif JobStatus(job.status) == JobStatus.PROCESSING and (
+                        stage_row.failures_exceed_tolerance()
+                    ):
+                        wrote_outbox = True
+        if wrote_outbox:
+            self._poke_relay()
+        results = [
+            OutcomeResult(o.task_id, o.task_id in statuses, statuses.get(o.task_id, ""))
+            for o in outcomes
+        ]
+        return results, completed_stages
+
+    async def renew_leases(
+        self, lease_seconds: int, leases: Sequence[tuple[str, str]]
+    ) -> tuple[list[str], list[str]]:
+        if not leases:
+            return [], []
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                Q.renew_leases,
+                {
+                    "lease_seconds": lease_seconds,
+                    "task_ids": [t for t, _ in leases],
+                    "tokens": [tok for _, tok in leases],
+                },
+            )
+            renewed = {row[0] for row in await cur.fetchall()}
+        return sorted(renewed), sorted(t for t, _ in leases if t not in renewed)
+
+    async def release_tasks(self, leases: Sequence[tuple[str, str]]) -> list[str]:
+        """Hands unfinished tasks back (worker shutdown): queued again, same attempt."""
+        if not leases:
+            return []
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_jobs_of(conn, [t for t, _ in leases])
+            cur = await conn.execute(
+                Q.release_tasks,
+                {"task_ids": [t for t, _ in leases], "tokens": [tok for _, tok in leases]},
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def list_tasks(
+        self,
+        job_id: str | None,
+        stage: int | None,
+        status: str | None,
+        limit: int,
+        page_token: str,
+    ) -> tuple[list[TaskRow], str]:
+        limit = max(1, min(limit or 100, MAX_LIST_LIMIT))
+        after = _parse_task_token(page_token)
+        async with self.pool.connection() as conn:
+            if job_id:
+                await self._job(conn, job_id)
+            cur = conn.cursor(row_factory=class_row(TaskRow))
+            await cur.execute(
+                Q.list_tasks,
+                {
+                    "job_id": job_id,
+                    "stage": stage,
+                    "status": status,
+                    "limit": limit,
+                    "after_task_id": page_token or None,
+                    "after_job_id": after[0],
+                    "after_stage": after[1],
+                    "after_index": after[2],
+                },
+            )
+            tasks = await cur.fetchall()
+        token = ""
+        if len(tasks) == limit:
+            last = tasks[-1]
+            token = f"{last.job_id}:{last.stage}:{last.task_index}"
+        return tasks, token
+
+    # -- internals -------------------------------------------------------------
+
+    async def _job(self, conn: psycopg.AsyncConnection, job_id: str) -> JobRow:
+        cur = conn.cursor(row_factory=class_row(JobRow))
+        await cur.execute(Q.get_job, {"job_id": job_id})
+        job = await cur.fetchone()
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def _lock_job(self, conn: psycopg.AsyncConnection, job_id: str) -> JobRow:
+        cur = conn.cursor(row_factory=class_row(JobRow))
+        await cur.execute(Q.lock_job, {"job_id": job_id})
+        job = await cur.fetchone()
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def _lock_jobs_of(self, conn: psycopg.AsyncConnection, task_ids: list[str]) -> None:
+        cur = await conn.execute(Q.jobs_of_tasks, {"task_ids": task_ids})
+        job_ids = [row[0] for row in await cur.fetchall()]
+        if job_ids:
+            await conn.execute(Q.lock_jobs, {"job_ids": job_ids})
+
+    async def _stages(self, conn: psycopg.AsyncConnection, job_id: str) -> list[StageRow]:
+        cur = conn.cursor(row_factory=class_row(StageRow))
+        await cur.execute(Q.job_stages, {"job_id": job_id})
+        return await cur.fetchall()
+
+    async def _locked_stage(
+        self, conn: psycopg.AsyncConnection, job_id: str, stage: int
+    ) -> StageRow:
+        cur = conn.cursor(row_factory=class_row(StageRow))
+        await cur.execute(Q.lock_stages, {"job_ids": [job_id], "stages": [stage]})
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"stage {stage} of job {job_id} has no tasks yet")
+        return row
+
+    async def _evaluate_stage(
+        self,
+        conn: psycopg.AsyncConnection,
+        job: JobRow,
+        stage_row: StageRow,
+        failure: str | None,
+    ) -> bool:
+        """Applies the barrier to a locked, freshly counted stage row.
+
+        Fails the job when the stage's failures exceed its tolerance; advances
+        the stage when nothing remains. Returns True if the stage completed.
+        The status CAS in finish_stage makes both happen at most once.
+        """
+        if stage_row.status != "running" or JobStatus(job.status).is_terminal:
+            return False
+        if stage_row.failures_exceed_tolerance():
+            if failure is None:
+                failure = await self._describe_failure(conn, job.job_id, stage_row.stage)
+            await self._fail_job_locked(conn, job.job_id, failure)
+            return False
+        if stage_row.remaining > 0:
+            return False
+        status = "completed_with_errors" if stage_row.failed else "completed"
+        cur = await conn.execute(
+            Q.finish_stage, {"job_id": job.job_id, "stage": stage_row.stage, "status": status}
+        )
+        if await cur.fetchone() is None:
+            return False
+        summary = {
+            "task_count": stage_row.task_count,
+            "completed": stage_row.completed,
+            "failed": stage_row.failed,
+            "cancelled": stage_row.cancelled,
+            "status": status,
+        }
+        last_stage = stage_row.stage >= job.total_stages
+        await conn.execute(
+            Q.record_stage_summary,
+            {
+                "job_id": job.job_id,
+                "stage": stage_row.stage,
+                "summary": json.dumps(summary),
+                "next_stage": None if last_stage else stage_row.stage + 1,
+            },
+        )
+        message = (
+            self.outbox.finalize(job.job_id, job.job_type)
+            if last_stage
+            else self.outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1)
+        )
+        await self.outbox.write(conn, [message])
+        await append_events(
+            conn, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
+        )
+        return True
+
+    async def _describe_failure(
+        self, conn: psycopg.AsyncConnection, job_id: str, stage: int
+    ) -> str:
+        cur = await conn.execute(
+            "SELECT task_id, attempt, error_details FROM coremachine.tasks"
+            " WHERE job_id = %s AND stage = %s AND status = 'failed' ORDER BY task_index LIMIT 1",
+            (job_id, stage),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return f"stage {stage} failed"
+        return f"task {row[0]} failed after {row[1]} attempt(s): {row[2]}"
+
+    async def _fail_job_locked(
+        self, conn: psycopg.AsyncConnection, job_id: str, error: str
+    ) -> bool:
+        cur = await conn.execute(Q.fail_job, {"job_id": job_id, "error": error})
+        if await cur.fetchone() is None:
+            return False
+        await conn.execute(Q.fail_running_stages, {"job_id": job_id})
+        cur = await conn.execute(Q.cancel_unfinished_tasks, {"job_id": job_id})
+        cancelled = Counter(row[0] for row in await cur.fetchall())
+        if cancelled:
+            await conn.execute(
+                Q.count_cancelled,
+                {
+                    "job_id": job_id,
+                    "stages": list(cancelled),
+                    "counts": list(cancelled.values()),
+                },
+            )
+        await append_events(
+            conn,
+            [
+                NewEvent(
+                    job_id,
+                    "job_failed",
+                    data={"error": error, "tasks_cancelled": cancelled.total()},
+                )
+            ],
+        )
+        return True
+
+
+def _stage_from(cur: psycopg.AsyncCursor[Any], row: Any) -> StageRow:
+    names = [c.name for c in cur.description or []]
+    return StageRow(**dict(zip(names, row, strict=True)))
+
+
+def _parse_job_token(token: str) -> tuple[dt.datetime | None, str | None]:
+    if not token:
+        return None, None
+    try:
+        created, job_id = token.split("|", 1)
+        return dt.datetime.fromisoformat(created), job_id
+    except ValueError:
+        raise InvalidArgument("malformed page_token", "page_token") from None
+
+
+def _parse_task_token(token: str) -> tuple[str | None, int | None, int | None]:
+    if not token:
+        return None, None, None
+    try:
+        job_id, stage, index = token.rsplit(":", 2)
+        return job_id, int(stage), int(index)
+    except ValueError:
+        raise InvalidArgument("malformed page_token", "page_token") from None
