@@ -70,7 +70,7 @@ class LocalBlobStore(BlobStore):
     ) -> BlobInfo:
         """Stores data under name; raises BlobAlreadyExists if overwrite is False and it exists."""
         path = self._blob_path(container, name)
-        sidecar = {
+        sidecar: dict[str, object] = {
             "content_type": content_type or DEFAULT_CONTENT_TYPE,
             "metadata": validate_metadata(metadata),
         }

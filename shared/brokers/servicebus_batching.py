@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.exceptions import MessageSizeExceededError
@@ -57,10 +58,11 @@ class Packed:
 def to_sdk_message(message: OutgoingMessage) -> ServiceBusMessage:
     """Builds the SDK message: message id for duplicate detection, properties as strings."""
     _reject_reserved(message.properties)
+    application_properties: dict[str | bytes, Any] = {k: v for k, v in message.properties.items()}
     return ServiceBusMessage(
         body=message.body,
         message_id=message.message_id,
-        application_properties=dict(message.properties),
+        application_properties=application_properties,
     )
 
 
@@ -73,7 +75,7 @@ def redelivery_copy(
     prior_deliveries: int,
 ) -> ServiceBusMessage:
     """Builds a copy of a received message that keeps its logical id and delivery count."""
-    application_properties: dict[str | bytes, str | int] = dict(properties)
+    application_properties: dict[str | bytes, Any] = {k: v for k, v in properties.items()}
     application_properties[LOGICAL_ID_PROPERTY] = logical_id
     application_properties[PRIOR_DELIVERIES_PROPERTY] = prior_deliveries
     return ServiceBusMessage(

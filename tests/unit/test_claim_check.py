@@ -36,7 +36,7 @@ async def _blob_names(store: MemoryBlobStore) -> list[str]:
 
 def test_default_threshold_leaves_headroom_under_service_bus_standard_limit() -> None:
     service_bus_standard_limit = 256 * 1024
-    assert DEFAULT_THRESHOLD_BYTES <= service_bus_standard_limit - 32 * 1024
+    assert service_bus_standard_limit - 32 * 1024 >= DEFAULT_THRESHOLD_BYTES
 
 
 async def test_payload_at_or_below_threshold_passes_through(
@@ -127,9 +127,7 @@ async def test_unwrap_passes_non_references_through(claim_check: ClaimCheck, dat
 async def test_a_small_payload_that_looks_like_a_reference_survives_the_round_trip(
     claim_check: ClaimCheck,
 ) -> None:
-    lookalike = (
-        b'{"$claim_check":{"container":"elsewhere","name":"n","size":1,"sha256":"00"}}'
-    )
+    lookalike = b'{"$claim_check":{"container":"elsewhere","name":"n","size":1,"sha256":"00"}}'
     assert is_reference(lookalike)
     wrapped = await claim_check.wrap(lookalike, "k")
     assert wrapped != lookalike

@@ -1,0 +1,54 @@
+"""Composition root of the orchestrator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from coremachine.orchestrator.v1 import orchestrator_pb2_grpc
+from coremachine.state.v1 import state_pb2_grpc
+from services.orchestrator.consumer import JobsConsumer
+from services.orchestrator.jobs.catalog import build_registry
+from services.orchestrator.planner import Planner
+from services.orchestrator.servicer import OrchestratorServicer
+from services.orchestrator.settings import OrchestratorSettings
+from shared.broker import Broker
+from shared.broker_factory import open_broker
+from shared.grpc_channel import open_channel
+from shared.grpc_server import GrpcServer
+
+
+@dataclass
+class OrchestratorApp:
+    server: GrpcServer
+    consumer: JobsConsumer
+    broker: Broker
+    channel: grpc.aio.Channel
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.channel.close()
+
+
+async def build(settings: OrchestratorSettings) -> OrchestratorApp:
+    registry = build_registry(settings)
+    registry.check()  # fail fast: every stage's task type must be handled by workers
+    channel = open_channel(settings.state_address)
+    state = state_pb2_grpc.StateServiceStub(channel)
+    broker = await open_broker(settings)
+    consumer = JobsConsumer(
+        broker,
+        settings.jobs_queue,
+        state,
+        registry,
+        Planner(state, settings.create_chunk_size),
+        settings.consumer_batch,
+    )
+    server = GrpcServer(settings.grpc_port)
+    server.add(
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+        OrchestratorServicer(registry, state),
+        "coremachine.orchestrator.v1.OrchestratorService",
+    )
+    return OrchestratorApp(server, consumer, broker, channel)

@@ -1,0 +1,120 @@
+"""Consumes the jobs queue: "stage ready" -> plan the stage; "finalize" -> aggregate.
+
+Settlement rules: success or a permanent job error -> complete the message;
+a transient error (state unavailable) -> abandon with a delay so the broker
+redelivers it (and dead-letters it after max deliveries); an undecodable body
+or unknown job type -> dead-letter with a reason. The consumer never crashes
+on a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import grpc
+from pydantic import ValidationError
+
+from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.orchestrator.planner import TERMINAL_JOB, Planner, PlanningError
+from services.orchestrator.registry import JobRegistry
+from shared.broker import Broker, LockLostError, ReceivedMessage
+from shared.logging_setup import log_context
+from shared.messages import FinalizeJob, StageReady, job_message_adapter
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_RETRY_DELAY = 2.0
+
+
+class JobsConsumer:
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        state: state_pb2_grpc.StateServiceStub,
+        registry: JobRegistry,
+        planner: Planner,
+        batch_size: int = 16,
+    ) -> None:
+        self.broker = broker
+        self.queue = queue
+        self.state = state
+        self.registry = registry
+        self.planner = planner
+        self.batch_size = batch_size
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                messages = await self.broker.receive(self.queue, self.batch_size, max_wait=1.0)
+            except Exception:
+                log.exception("receiving from %s failed", self.queue)
+                await asyncio.sleep(1.0)
+                continue
+            if messages:
+                # Messages of one batch concern different jobs (or are
+                # idempotent replays), so they can be handled concurrently.
+                await asyncio.gather(*(self.handle(m) for m in messages))
+
+    async def handle(self, message: ReceivedMessage) -> None:
+        try:
+            decoded = job_message_adapter.validate_json(message.body)
+        except ValidationError as exc:
+            await self._dead_letter(message, "UndecodableBody", str(exc)[:1000])
+            return
+        with log_context(job_id=decoded.job_id):
+            job_type = self.registry.get(decoded.job_type)
+            if job_type is None:
+                await self._dead_letter(
+                    message, "UnknownJobType", f"no job type {decoded.job_type!r} here"
+                )
+                return
+            try:
+                await self._process(decoded, job_type)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    await self._dead_letter(message, "UnknownJob", exc.details() or "")
+                    return
+                log.warning("transient failure, will retry: %s", exc.code().name)
+                await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
+                return
+            except Exception:
+                log.exception("unexpected failure handling %s", message.message_id)
+                await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
+                return
+            await self._settle(self.broker.complete([message]))
+
+    async def _process(self, decoded: StageReady | FinalizeJob, job_type) -> None:
+        job = (await self.state.GetJob(state_pb2.GetJobRequest(job_id=decoded.job_id))).job
+        if job.status in TERMINAL_JOB:
+            return  # cancelled or failed meanwhile, or a replay of a finished job
+        try:
+            if isinstance(decoded, StageReady):
+                if decoded.stage > len(job_type.stages):
+                    raise PlanningError(f"job type has no stage {decoded.stage}")
+                created = await self.planner.plan_stage(job, job_type, decoded.stage)
+                log.info("stage %d planned: %d tasks created", decoded.stage, created)
+            else:
+                result = await self.planner.finalize(job, job_type)
+                await self.state.CompleteJob(
+                    state_pb2.CompleteJobRequest(
+                        job_id=job.job_id, result_json=json.dumps(result).encode()
+                    )
+                )
+                log.info("job finalized")
+        except PlanningError as exc:
+            log.error("job failed: %s", exc)
+            await self.state.FailJob(state_pb2.FailJobRequest(job_id=job.job_id, error=str(exc)))
+
+    async def _dead_letter(self, message: ReceivedMessage, reason: str, description: str) -> None:
+        log.error("dead-lettering %s: %s %s", message.message_id, reason, description)
+        await self._settle(self.broker.dead_letter(message, reason, description))
+
+    async def _settle(self, settlement) -> None:
+        try:
+            await settlement
+        except LockLostError:
+            # Redelivered later; handling is idempotent.
+            log.warning("message lock lost before settlement")

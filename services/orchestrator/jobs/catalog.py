@@ -1,0 +1,19 @@
+"""The job types this orchestrator serves."""
+
+from __future__ import annotations
+
+from services.orchestrator.jobs.diamond import diamond
+from services.orchestrator.jobs.hello_world import hello_world
+from services.orchestrator.jobs.noop import noop
+from services.orchestrator.registry import JobRegistry
+from services.orchestrator.settings import OrchestratorSettings
+from shared.domain.retry import RetryPolicy
+
+
+def build_registry(settings: OrchestratorSettings) -> JobRegistry:
+    retry = RetryPolicy(
+        max_attempts=settings.task_max_retries + 1,
+        backoff_base_ms=settings.retry_base_ms,
+        backoff_max_ms=settings.retry_max_ms,
+    )
+    return JobRegistry([hello_world(settings.hello_world_max_n, retry), diamond(), noop()])

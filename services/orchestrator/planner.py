@@ -1,0 +1,129 @@
+"""Stage planning and job finalization: what happens on a jobs-queue message."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from coremachine.common.v1 import common_pb2
+from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.orchestrator.registry import (
+    AggregateContext,
+    FanIn,
+    JobType,
+    PlanContext,
+    PreviousResult,
+    default_summary,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS_NAME = {
+    common_pb2.TASK_STATUS_QUEUED: "queued",
+    common_pb2.TASK_STATUS_PROCESSING: "processing",
+    common_pb2.TASK_STATUS_COMPLETED: "completed",
+    common_pb2.TASK_STATUS_FAILED: "failed",
+    common_pb2.TASK_STATUS_CANCELLED: "cancelled",
+}
+TERMINAL_JOB = {
+    common_pb2.JOB_STATUS_COMPLETED,
+    common_pb2.JOB_STATUS_COMPLETED_WITH_ERRORS,
+    common_pb2.JOB_STATUS_FAILED,
+    common_pb2.JOB_STATUS_CANCELLED,
+}
+
+
+class PlanningError(Exception):
+    """The job type's planning or aggregation failed: the job fails."""
+
+
+class Planner:
+    def __init__(self, state: state_pb2_grpc.StateServiceStub, chunk_size: int) -> None:
+        self.state = state
+        self.chunk_size = chunk_size
+
+    async def stage_results(self, job_id: str, stage: int) -> list[PreviousResult]:
+        results = []
+        async for chunk in self.state.GetStageResults(
+            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage)
+        ):
+            for r in chunk.results:
+                results.append(
+                    PreviousResult(
+                        r.task_index,
+                        _STATUS_NAME.get(r.status, "unknown"),
+                        json.loads(r.result_json) if r.result_json else None,
+                        r.error,
+                    )
+                )
+        return results
+
+    async def plan_stage(self, job: common_pb2.Job, job_type: JobType, stage: int) -> int:
+        """Plans and creates a stage's tasks; returns how many were created now."""
+        spec = job_type.stages[stage - 1]
+        previous = await self.stage_results(job.job_id, stage - 1) if stage > 1 else []
+        ctx = PlanContext(
+            job.job_id, job.job_type, stage, json.loads(job.parameters_json or b"{}"), previous
+        )
+        try:
+            planned = spec.fan_out.plan(ctx)
+            if isinstance(spec.fan_out, FanIn):
+                planned = [_fan_in_params(planned[0], ctx, spec.fan_out.inline_limit)]
+            encoded = [json.dumps(p).encode() for p in planned]
+        except Exception as exc:
+            raise PlanningError(f"planning stage {stage} ({spec.name}) failed: {exc!r}") from exc
+        total = len(encoded)
+        policy = state_pb2.StagePolicy(
+            max_attempts=spec.retry.max_attempts,
+            backoff_base_ms=spec.retry.backoff_base_ms,
+            backoff_max_ms=spec.retry.backoff_max_ms,
+            max_failed_tasks=spec.max_failed_tasks(total),
+        )
+        created = 0
+        # Chunks keep each transaction and message bounded; the stage's total
+        # is fixed in the first one, so completions cannot finish it early.
+        starts = range(0, total, self.chunk_size) if total else [0]
+        for start in starts:
+            chunk = [
+                state_pb2.NewTask(
+                    task_index=i, task_type=spec.task_type, parameters_json=encoded[i]
+                )
+                for i in range(start, min(start + self.chunk_size, total))
+            ]
+            response = await self.state.CreateStageTasks(
+                state_pb2.CreateStageTasksRequest(
+                    job_id=job.job_id, stage=stage, total_tasks=total, tasks=chunk, policy=policy
+                )
+            )
+            created += response.created
+        return created
+
+    async def finalize(self, job: common_pb2.Job, job_type: JobType) -> Any:
+        """Runs the job type's aggregator (or the default summary)."""
+        final = await self.stage_results(job.job_id, job.total_stages)
+        ctx = AggregateContext(
+            job.job_id,
+            job.job_type,
+            json.loads(job.parameters_json or b"{}"),
+            json.loads(job.stage_results_json or b"{}"),
+            final,
+        )
+        try:
+            return (job_type.aggregate or default_summary)(ctx)
+        except Exception as exc:
+            raise PlanningError(f"aggregating the results failed: {exc!r}") from exc
+
+
+def _fan_in_params(params: dict[str, Any], ctx: PlanContext, inline_limit: int) -> dict[str, Any]:
+    results = [
+        {"task_index": p.task_index, "status": p.status, "result": p.result} for p in ctx.previous
+    ]
+    inline = json.dumps(results)
+    if len(inline) <= inline_limit:
+        return {**params, "previous_results": results}
+    # Too large to inline: a reference the worker resolves through the state service.
+    return {
+        **params,
+        "previous_results": {"$stage_results": {"job_id": ctx.job_id, "stage": ctx.stage - 1}},
+    }

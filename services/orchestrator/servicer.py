@@ -1,0 +1,75 @@
+"""The OrchestratorService gRPC edge."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from coremachine.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.orchestrator.registry import JobRegistry
+from shared.domain.ids import job_id_for
+from shared.errors import InvalidArgument
+from shared.grpc_errors import map_errors
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """A one-line message naming the offending field(s), and the first field."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "parameters"
+        parts.append(f"{field}: {err['msg']}")
+    first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else "parameters"
+    return "; ".join(parts), first
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(self, registry: JobRegistry, state: state_pb2_grpc.StateServiceStub) -> None:
+        self.registry = registry
+        self.state = state
+
+    @map_errors
+    async def SubmitJob(self, request, context):
+        job_type = self.registry.get(request.job_type)
+        if job_type is None:
+            raise InvalidArgument(
+                f"unknown job type {request.job_type!r}; known types: {', '.join(self.registry.names())}",
+                "job_type",
+            )
+        try:
+            raw = json.loads(request.parameters_json) if request.parameters_json else {}
+        except ValueError as exc:
+            raise InvalidArgument(f"parameters are not valid JSON: {exc}", "parameters") from None
+        if not isinstance(raw, dict):
+            raise InvalidArgument("parameters must be a JSON object", "parameters")
+        try:
+            validated = job_type.parameters.model_validate(raw)
+        except ValidationError as exc:
+            message, field = describe_validation_error(exc)
+            raise InvalidArgument(message, field) from None
+        parameters = validated.model_dump(mode="json")
+        response = await self.state.CreateJob(
+            state_pb2.CreateJobRequest(
+                job_id=job_id_for(job_type.name, parameters),
+                job_type=job_type.name,
+                parameters_json=json.dumps(parameters).encode(),
+                total_stages=len(job_type.stages),
+                metadata_json=json.dumps({"description": job_type.description}).encode(),
+            )
+        )
+        return orchestrator_pb2.SubmitJobResponse(job=response.job, created=response.created)
+
+    @map_errors
+    async def ListJobTypes(self, request, context):
+        return orchestrator_pb2.ListJobTypesResponse(
+            job_types=[
+                orchestrator_pb2.JobTypeInfo(
+                    job_type=jt.name,
+                    description=jt.description,
+                    stages=[s.name for s in jt.stages],
+                    parameters_schema_json=json.dumps(jt.parameters.model_json_schema()).encode(),
+                )
+                for jt in self.registry.all()
+            ]
+        )

@@ -1,0 +1,51 @@
+"""Composition root of the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from coremachine.state.v1 import state_pb2_grpc
+from services.worker.consumer import TaskConsumer
+from services.worker.registry import HANDLERS, check_handlers
+from services.worker.settings import WorkerSettings
+from shared.broker import Broker
+from shared.broker_factory import open_broker
+from shared.grpc_channel import open_channel
+from shared.grpc_server import GrpcServer
+
+
+@dataclass
+class WorkerApp:
+    server: GrpcServer
+    consumer: TaskConsumer
+    broker: Broker
+    channel: grpc.aio.Channel
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.channel.close()
+
+
+async def build(settings: WorkerSettings) -> WorkerApp:
+    check_handlers()  # fail fast: a handler for every task type of the contract
+    channel = open_channel(settings.state_address)
+    state = state_pb2_grpc.StateServiceStub(channel)
+    broker = await open_broker(settings)
+    consumer = TaskConsumer(
+        broker,
+        settings.tasks_queue,
+        state,
+        dict(HANDLERS),
+        worker_id=settings.worker_id,
+        concurrency=settings.concurrency,
+        receive_batch=settings.receive_batch,
+        completion_batch=settings.completion_batch,
+        lease_seconds=settings.lease_seconds,
+        lock_seconds=settings.broker_lock_seconds,
+        shutdown_grace=settings.shutdown_grace_seconds,
+    )
+    # The worker serves only health and reflection: probes and grpcurl.
+    server = GrpcServer(settings.grpc_port)
+    return WorkerApp(server, consumer, broker, channel)

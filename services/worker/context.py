@@ -1,0 +1,42 @@
+"""What a task handler receives besides its parameters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from coremachine.state.v1 import state_pb2, state_pb2_grpc
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    task_id: str
+    job_id: str
+    job_type: str
+    stage: int
+    task_index: int
+    attempt: int
+    state: state_pb2_grpc.StateServiceStub
+
+    async def stage_results(self, stage: int) -> list[dict[str, Any]]:
+        """Results of a stage of this job, ordered by task index (for fan-in by reference)."""
+        out = []
+        async for chunk in self.state.GetStageResults(
+            state_pb2.GetStageResultsRequest(job_id=self.job_id, stage=stage)
+        ):
+            for r in chunk.results:
+                out.append(
+                    {
+                        "task_index": r.task_index,
+                        "status": "completed" if r.result_json else "failed",
+                        "result": json.loads(r.result_json) if r.result_json else None,
+                    }
+                )
+        return out
+
+    async def resolve_previous_results(self, value: Any) -> list[dict[str, Any]]:
+        """Inline previous results as they are; a {"$stage_results": ...} reference fetched."""
+        if isinstance(value, dict) and "$stage_results" in value:
+            return await self.stage_results(int(value["$stage_results"]["stage"]))
+        return list(value or [])

@@ -1,0 +1,21 @@
+"""Handlers of the hello_world job."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from services.worker.context import TaskContext
+from shared.task_errors import RetryableError
+
+
+async def greeting(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    index = int(params["index"])
+    if random.random() < float(params.get("failure_rate", 0.0)):
+        raise RetryableError(f"STOCHASTIC FAILURE in greeting {index}")
+    return {"greeting": f"{params['message']} from task {index}!", "task_index": index}
+
+
+async def reply(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    index = int(params["index"])
+    return {"reply": f"Replying to: {params.get('greeting')}", "task_index": index}
