@@ -1,0 +1,53 @@
+"""The four services as real processes on free ports, on a fresh database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stack.processes import Ports, Stack
+from tests.databases import create_database, drop_database
+
+TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}
+
+
+def make_stack(admin_url: str, tmp_path: Path, **kw) -> tuple[Stack, str]:
+    url = create_database(admin_url, prefix="cm_e2e")
+    stack = Stack(url, Ports.free(), log_dir=tmp_path / "logs", **kw)
+    return stack, url
+
+
+@pytest.fixture(scope="module")
+def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
+    stack, url = make_stack(
+        admin_url,
+        tmp_path_factory.mktemp("stack"),
+        extra_env={"LOG_LEVEL": "INFO", "TASK_RETRY_BASE_MS": "50", "TASK_RETRY_MAX_MS": "200"},
+    )
+    stack.up()
+    yield stack
+    codes = stack.stop()
+    drop_database(admin_url, url)
+    # A clean SIGTERM shutdown is part of the contract.
+    assert all(code == 0 for code in codes.values()), f"unclean exit codes: {codes}"
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.http_url, timeout=30) as client:
+        yield client
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict:
+    """Polls the status route until the job is terminal (deadline, no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/status/{job_id}").raise_for_status().json()
+        if job["status"] in TERMINAL:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
+        time.sleep(0.05)
