@@ -89,8 +89,8 @@ def job_to_public(job: common_pb2.Job) -> jobs_pb2.Job:
             getattr(public, name).CopyFrom(getattr(job, name))
     if (params := _struct(job.parameters_json)) is not None:
         public.parameters.CopyFrom(params)
-    if (result := _struct(job.result_json)) is not None:
-        public.result.CopyFrom(result)
+    if job.result_json:
+        json_format.ParseDict(_loads(job.result_json), public.result)
     return public
 
 

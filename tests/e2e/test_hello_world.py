@@ -67,7 +67,7 @@ def test_hello_world_over_grpc(stack, http, n):
         wait_for_job(http, job_id)
         job = client.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).job
         assert job.status == common_pb2.JOB_STATUS_COMPLETED
-        assert len(job.result["replies"]) == n
+        assert len(job.result.struct_value["replies"]) == n
         assert [s.completed for s in job.stages] == [n, n]
     check_hello_world(stack, wait_for_job(http, job_id), n, message)
 

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63oremachine/jobs/v1/jobs.proto\x12\x13\x63oremachine.jobs.v1\x1a\"coremachine/common/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x05Stage\x12\r\n\x05stage\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x12\n\ntask_count\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x11\n\tcancelled\x18\x06 \x01(\x05\x12\x11\n\tremaining\x18\x07 \x01(\x05\"\xa1\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .coremachine.common.v1.JobStatus\x12\r\n\x05stage\x18\x04 \x01(\x05\x12\x14\n\x0ctotal_stages\x18\x05 \x01(\x05\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06stages\x18\x0c \x03(\x0b\x32\x1a.coremachine.jobs.v1.Stage\"Q\n\x10SubmitJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"K\n\x11SubmitJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job2\xbb\x01\n\nJobService\x12Z\n\tSubmitJob\x12%.coremachine.jobs.v1.SubmitJobRequest\x1a&.coremachine.jobs.v1.SubmitJobResponse\x12Q\n\x06GetJob\x12\".coremachine.jobs.v1.GetJobRequest\x1a#.coremachine.jobs.v1.GetJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63oremachine/jobs/v1/jobs.proto\x12\x13\x63oremachine.jobs.v1\x1a\"coremachine/common/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x05Stage\x12\r\n\x05stage\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x12\n\ntask_count\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x11\n\tcancelled\x18\x06 \x01(\x05\x12\x11\n\tremaining\x18\x07 \x01(\x05\"\xa0\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .coremachine.common.v1.JobStatus\x12\r\n\x05stage\x18\x04 \x01(\x05\x12\x14\n\x0ctotal_stages\x18\x05 \x01(\x05\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06stages\x18\x0c \x03(\x0b\x32\x1a.coremachine.jobs.v1.Stage\"\xe4\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x11\n\ttask_type\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\x05\x12\x12\n\ntask_index\x18\x05 \x01(\x05\x12\x31\n\x06status\x18\x06 \x01(\x0e\x32!.coremachine.common.v1.TaskStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12*\n\nparameters\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06result\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05\x65rror\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x01\n\x08JobEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\x05\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x10SubmitJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"K\n\x11SubmitJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job\"x\n\x0fListJobsRequest\x12\x30\n\x06status\x18\x01 \x01(\x0e\x32 .coremachine.common.v1.JobStatus\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x10ListJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.coremachine.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x10ListTasksRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\x05\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.coremachine.common.v1.TaskStatus\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\x11ListTasksResponse\x12(\n\x05tasks\x18\x01 \x03(\x0b\x32\x19.coremachine.jobs.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x11\x43\x61ncelJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job\"$\n\x12ResubmitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"T\n\x13ResubmitJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.coremachine.jobs.v1.Job\x12\x16\n\x0etasks_requeued\x18\x02 \x01(\x05\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"@\n\x10WatchJobResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.coremachine.jobs.v1.JobEvent\"\x15\n\x13ListJobTypesRequest\"t\n\x07JobType\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06stages\x18\x03 \x03(\t\x12\x32\n\x11parameters_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x14ListJobTypesResponse\x12/\n\tjob_types\x18\x01 \x03(\x0b\x32\x1c.coremachine.jobs.v1.JobType2\xee\x05\n\nJobService\x12Z\n\tSubmitJob\x12%.coremachine.jobs.v1.SubmitJobRequest\x1a&.coremachine.jobs.v1.SubmitJobResponse\x12Q\n\x06GetJob\x12\".coremachine.jobs.v1.GetJobRequest\x1a#.coremachine.jobs.v1.GetJobResponse\x12W\n\x08ListJobs\x12$.coremachine.jobs.v1.ListJobsRequest\x1a%.coremachine.jobs.v1.ListJobsResponse\x12Z\n\tListTasks\x12%.coremachine.jobs.v1.ListTasksRequest\x1a&.coremachine.jobs.v1.ListTasksResponse\x12Z\n\tCancelJob\x12%.coremachine.jobs.v1.CancelJobRequest\x1a&.coremachine.jobs.v1.CancelJobResponse\x12`\n\x0bResubmitJob\x12\'.coremachine.jobs.v1.ResubmitJobRequest\x1a(.coremachine.jobs.v1.ResubmitJobResponse\x12Y\n\x08WatchJob\x12$.coremachine.jobs.v1.WatchJobRequest\x1a%.coremachine.jobs.v1.WatchJobResponse0\x01\x12\x63\n\x0cListJobTypes\x12(.coremachine.jobs.v1.ListJobTypesRequest\x1a).coremachine.jobs.v1.ListJobTypesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGE']._serialized_start=155
   _globals['_STAGE']._serialized_end=286
   _globals['_JOB']._serialized_start=289
-  _globals['_JOB']._serialized_end=706
-  _globals['_SUBMITJOBREQUEST']._serialized_start=708
-  _globals['_SUBMITJOBREQUEST']._serialized_end=789
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=791
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=866
-  _globals['_GETJOBREQUEST']._serialized_start=868
-  _globals['_GETJOBREQUEST']._serialized_end=899
-  _globals['_GETJOBRESPONSE']._serialized_start=901
-  _globals['_GETJOBRESPONSE']._serialized_end=956
-  _globals['_JOBSERVICE']._serialized_start=959
-  _globals['_JOBSERVICE']._serialized_end=1146
+  _globals['_JOB']._serialized_end=705
+  _globals['_TASK']._serialized_start=708
+  _globals['_TASK']._serialized_end=1064
+  _globals['_JOBEVENT']._serialized_start=1067
+  _globals['_JOBEVENT']._serialized_end=1229
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1231
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1312
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=1314
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=1389
+  _globals['_GETJOBREQUEST']._serialized_start=1391
+  _globals['_GETJOBREQUEST']._serialized_end=1422
+  _globals['_GETJOBRESPONSE']._serialized_start=1424
+  _globals['_GETJOBRESPONSE']._serialized_end=1479
+  _globals['_LISTJOBSREQUEST']._serialized_start=1481
+  _globals['_LISTJOBSREQUEST']._serialized_end=1601
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1603
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1686
+  _globals['_LISTTASKSREQUEST']._serialized_start=1689
+  _globals['_LISTTASKSREQUEST']._serialized_end=1824
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1826
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1912
+  _globals['_CANCELJOBREQUEST']._serialized_start=1914
+  _globals['_CANCELJOBREQUEST']._serialized_end=1948
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1950
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2008
+  _globals['_RESUBMITJOBREQUEST']._serialized_start=2010
+  _globals['_RESUBMITJOBREQUEST']._serialized_end=2046
+  _globals['_RESUBMITJOBRESPONSE']._serialized_start=2048
+  _globals['_RESUBMITJOBRESPONSE']._serialized_end=2132
+  _globals['_WATCHJOBREQUEST']._serialized_start=2134
+  _globals['_WATCHJOBREQUEST']._serialized_end=2186
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2188
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2252
+  _globals['_LISTJOBTYPESREQUEST']._serialized_start=2254
+  _globals['_LISTJOBTYPESREQUEST']._serialized_end=2275
+  _globals['_JOBTYPE']._serialized_start=2277
+  _globals['_JOBTYPE']._serialized_end=2393
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_start=2395
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_end=2466
+  _globals['_JOBSERVICE']._serialized_start=2469
+  _globals['_JOBSERVICE']._serialized_end=3219
 # @@protoc_insertion_point(module_scope)

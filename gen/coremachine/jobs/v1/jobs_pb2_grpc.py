@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """JobService is what clients (the SDK, the CLI, grpcurl) talk to.
+    """JobService is what clients (the SDK, the CLI, grpcurl) talk to. Calls carry
+    an API key in the `authorization: Bearer <key>` or `x-api-key` metadata.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,41 @@ class JobServiceStub:
                 request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListJobs',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListTasks',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/CancelJob',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.ResubmitJob = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ResubmitJob',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobResponse.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/coremachine.jobs.v1.JobService/WatchJob',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
+        self.ListJobTypes = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListJobTypes',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
-    """JobService is what clients (the SDK, the CLI, grpcurl) talk to.
+    """JobService is what clients (the SDK, the CLI, grpcurl) talk to. Calls carry
+    an API key in the `authorization: Bearer <key>` or `x-api-key` metadata.
     """
 
     def SubmitJob(self, request, context):
@@ -60,6 +92,48 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Returns a job's status, per-stage progress and result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Lists jobs, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
+        """Lists a job's tasks (or all tasks) by stage and index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancels a job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResubmitJob(self, request, context):
+        """Re-runs a failed or cancelled job's failed and cancelled tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """Streams a job's events from after_seq on, ending when the job is terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobTypes(self, request, context):
+        """Lists the job types and their parameter schemas.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +152,36 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobResponse.SerializeToString,
             ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ResubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResubmitJob,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'ListJobTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobTypes,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'coremachine.jobs.v1.JobService', rpc_method_handlers)
@@ -87,7 +191,8 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """JobService is what clients (the SDK, the CLI, grpcurl) talk to.
+    """JobService is what clients (the SDK, the CLI, grpcurl) talk to. Calls carry
+    an API key in the `authorization: Bearer <key>` or `x-api-key` metadata.
     """
 
     @staticmethod
@@ -134,6 +239,168 @@ class JobService:
             '/coremachine.jobs.v1.JobService/GetJob',
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListJobs',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListTasks',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/CancelJob',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ResubmitJob',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/WatchJob',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListJobTypes',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -322,3 +322,189 @@ class ListTasksResponse(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Task]
     next_page_token: str
     def __init__(self, tasks: _Optional[_Iterable[_Union[_common_pb2.Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job", "changed")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    changed: bool
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class RedriveJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class RedriveJobResponse(_message.Message):
+    __slots__ = ("job", "tasks_requeued")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    TASKS_REQUEUED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    tasks_requeued: int
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., tasks_requeued: _Optional[int] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("job_id", "after_seq", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_seq: int
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events", "complete")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_common_pb2.JobEvent]
+    complete: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[_common_pb2.JobEvent, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("jobs_by_status", "tasks_by_status", "tables_json")
+    class JobsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TasksByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    JOBS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TABLES_JSON_FIELD_NUMBER: _ClassVar[int]
+    jobs_by_status: _containers.ScalarMap[str, int]
+    tasks_by_status: _containers.ScalarMap[str, int]
+    tables_json: bytes
+    def __init__(self, jobs_by_status: _Optional[_Mapping[str, int]] = ..., tasks_by_status: _Optional[_Mapping[str, int]] = ..., tables_json: _Optional[bytes] = ...) -> None: ...
+
+class CheckDependenciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckDependenciesResponse(_message.Message):
+    __slots__ = ("database", "broker", "queue_depths", "dead_letters")
+    class QueueDepthsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class DeadLettersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    BROKER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTHS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    database: str
+    broker: str
+    queue_depths: _containers.ScalarMap[str, int]
+    dead_letters: _containers.ScalarMap[str, int]
+    def __init__(self, database: _Optional[str] = ..., broker: _Optional[str] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., dead_letters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class DeadLetterMessage(_message.Message):
+    __slots__ = ("queue", "sequence", "message_id", "body", "reason", "description", "delivery_count", "job_id", "task_id")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    sequence: str
+    message_id: str
+    body: bytes
+    reason: str
+    description: str
+    delivery_count: int
+    job_id: str
+    task_id: str
+    def __init__(self, queue: _Optional[str] = ..., sequence: _Optional[str] = ..., message_id: _Optional[str] = ..., body: _Optional[bytes] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ..., delivery_count: _Optional[int] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("queue", "limit")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    limit: int
+    def __init__(self, queue: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[DeadLetterMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[DeadLetterMessage, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("queue", "sequences")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    sequences: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queue: _Optional[str] = ..., sequences: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class FailDeadLettersRequest(_message.Message):
+    __slots__ = ("queue", "sequences", "reason")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    sequences: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, queue: _Optional[str] = ..., sequences: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class FailDeadLettersResponse(_message.Message):
+    __slots__ = ("jobs_failed", "purged")
+    JOBS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PURGED_FIELD_NUMBER: _ClassVar[int]
+    jobs_failed: int
+    purged: int
+    def __init__(self, jobs_failed: _Optional[int] = ..., purged: _Optional[int] = ...) -> None: ...
+
+class RedeploySchemaRequest(_message.Message):
+    __slots__ = ("confirm",)
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    confirm: bool
+    def __init__(self, confirm: _Optional[bool] = ...) -> None: ...
+
+class RedeploySchemaResponse(_message.Message):
+    __slots__ = ("migrations_applied",)
+    MIGRATIONS_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    migrations_applied: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, migrations_applied: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -102,6 +102,51 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/coremachine.state.v1.StateService/CancelJob',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.RedriveJob = channel.unary_unary(
+                '/coremachine.state.v1.StateService/RedriveJob',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListEvents',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/coremachine.state.v1.StateService/GetStats',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
+        self.CheckDependencies = channel.unary_unary(
+                '/coremachine.state.v1.StateService/CheckDependencies',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListDeadLetters',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ReplayDeadLetters',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.FailDeadLetters = channel.unary_unary(
+                '/coremachine.state.v1.StateService/FailDeadLetters',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RedeploySchema = channel.unary_unary(
+                '/coremachine.state.v1.StateService/RedeploySchema',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -201,6 +246,69 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Cancels a job: queued and running tasks are cancelled, no new task starts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveJob(self, request, context):
+        """Re-runs a failed or cancelled job's failed and cancelled tasks from the stage that stopped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """A job's events after a sequence number, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStats(self, request, context):
+        """Counts of jobs and tasks by status, and table statistics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckDependencies(self, request, context):
+        """Reachability of the database and the broker, and the queue depths.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Dead-lettered messages of a queue, with the job and task they concern.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Moves dead letters back to their queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailDeadLetters(self, request, context):
+        """Marks the tasks and jobs of dead letters failed, then purges the dead letters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeploySchema(self, request, context):
+        """Drops and re-creates the schema (development only; refused unless enabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +376,51 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'RedriveJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveJob,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'CheckDependencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckDependencies,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'FailDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailDeadLetters,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersResponse.SerializeToString,
+            ),
+            'RedeploySchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeploySchema,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -624,6 +777,249 @@ class StateService:
             '/coremachine.state.v1.StateService/ListTasks',
             coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/CancelJob',
+            coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/RedriveJob',
+            coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.RedriveJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListEvents',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/GetStats',
+            coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckDependencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/CheckDependencies',
+            coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.CheckDependenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListDeadLetters',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ReplayDeadLetters',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/FailDeadLetters',
+            coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.FailDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeploySchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/RedeploySchema',
+            coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.FromString,
             options,
             channel_credentials,
             insecure,
