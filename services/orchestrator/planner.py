@@ -59,6 +59,32 @@ class Planner:
                 )
         return results
 
+    async def failed_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        """Tasks of the job that failed for good, in stage and index order."""
+        failed: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            page = await self.state.ListTasks(
+                state_pb2.ListTasksRequest(
+                    job_id=job_id,
+                    status=common_pb2.TASK_STATUS_FAILED,
+                    limit=1000,
+                    page_token=token,
+                )
+            )
+            failed += [
+                {
+                    "task_id": t.task_id,
+                    "stage": t.stage,
+                    "task_index": t.task_index,
+                    "error": t.error,
+                }
+                for t in page.tasks
+            ]
+            token = page.next_page_token
+            if not token:
+                return failed
+
     async def plan_stage(self, job: common_pb2.Job, job_type: JobType, stage: int) -> int:
         """Plans and creates a stage's tasks; returns how many were created now."""
         spec = job_type.stages[stage - 1]
@@ -78,7 +104,7 @@ class Planner:
             max_attempts=spec.retry.max_attempts,
             backoff_base_ms=spec.retry.backoff_base_ms,
             backoff_max_ms=spec.retry.backoff_max_ms,
-            max_failed_tasks=spec.max_failed_tasks(total),
+            max_failed_tasks=spec.max_failed_tasks(total, ctx.parameters),
         )
         created = 0
         # Chunks keep each transaction and message bounded; the stage's total
@@ -108,6 +134,7 @@ class Planner:
             json.loads(job.parameters_json or b"{}"),
             json.loads(job.stage_results_json or b"{}"),
             final,
+            await self.failed_tasks(job.job_id),
         )
         try:
             return (job_type.aggregate or default_summary)(ctx)

@@ -118,13 +118,16 @@ class StageSpec:
     task_type: str
     fan_out: FanOut
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # Failed tasks tolerated: a count, or a fraction of the stage (whichever is given).
-    tolerate_failures: int = 0
+    # Failed tasks the stage tolerates before the job fails: a count (-1 = all),
+    # a fraction of the stage's tasks, or a function of the job's parameters.
+    tolerate_failures: int | Callable[[Mapping[str, Any]], int] = 0
     tolerate_fraction: float | None = None
 
-    def max_failed_tasks(self, task_count: int) -> int:
+    def max_failed_tasks(self, task_count: int, parameters: Mapping[str, Any]) -> int:
         if self.tolerate_fraction is not None:
             return int(task_count * self.tolerate_fraction)
+        if callable(self.tolerate_failures):
+            return int(self.tolerate_failures(parameters))
         return self.tolerate_failures
 
 
@@ -136,6 +139,8 @@ class AggregateContext:
     # Per-stage summaries recorded by the state service (keys "1", "2", ...).
     stage_summaries: Mapping[str, Any]
     final_results: Sequence[PreviousResult]
+    # Tasks of any stage that failed for good (tolerated by their stage).
+    failed_tasks: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,7 @@ def default_summary(ctx: AggregateContext) -> dict[str, Any]:
         "job_type": ctx.job_type,
         "total_tasks": sum(int(s.get("task_count", 0)) for s in ctx.stage_summaries.values()),
         "stages": dict(ctx.stage_summaries),
+        "failed_tasks": list(ctx.failed_tasks),
     }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.state.v1 import state_pb2_grpc
+from services.state.admin import Admin
 from services.state.janitor import Janitor
 from services.state.outbox import Outbox, OutboxRelay
 from services.state.schema import LEDGER, MIGRATIONS_DIR, check_schema, migrate_all
@@ -65,7 +66,7 @@ async def build(settings: StateSettings) -> StateApp:
     server = GrpcServer(settings.grpc_port)
     server.add(
         state_pb2_grpc.add_StateServiceServicer_to_server,
-        StateServicer(store),
+        StateServicer(store, Admin(pool, broker, store, settings)),
         "coremachine.state.v1.StateService",
     )
     return StateApp(settings, pool, broker, store, relay, janitor, server)

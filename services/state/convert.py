@@ -8,7 +8,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coremachine.common.v1 import common_pb2
-from services.state.rows import JobRow, StageRow, TaskRow
+from services.state.rows import EventRow, JobRow, StageRow, TaskRow
 from services.state.store import JobView, StageResult
 
 JOB_STATUS = {
@@ -96,4 +96,16 @@ def stage_result_to_proto(result: StageResult):
         status=TASK_STATUS[result.status],
         result_json=(result.result_json or "").encode(),
         error=result.error or "",
+    )
+
+
+def event_to_proto(event: EventRow) -> common_pb2.JobEvent:
+    return common_pb2.JobEvent(
+        job_id=event.job_id,
+        seq=event.seq,
+        event_type=event.event_type,
+        stage=event.stage or 0,
+        task_id=event.task_id or "",
+        data_json=_json(event.data),
+        created_at=_ts(event.created_at),
     )

@@ -86,14 +86,14 @@ RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.attempt;
 -- A retryable failure with attempts left goes back to 'queued' with the next
 -- attempt number; anything else fails the task for good.
 UPDATE coremachine.tasks t
-SET status = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+SET status = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attempts
                   THEN 'queued'::coremachine.task_status
                   ELSE 'failed'::coremachine.task_status END,
-    attempt = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+    attempt = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attempts
                    THEN t.attempt + 1 ELSE t.attempt END,
     error_details = o.error,
     lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = CASE WHEN o.retryable AND t.attempt < s.max_attempts
+    completed_at = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attempts
                         THEN NULL ELSE now() END,
     updated_at = now()
 FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[], %(errors)s::text[], %(retryable)s::bool[])
@@ -264,3 +264,84 @@ INSERT INTO coremachine.janitor_runs (holder) VALUES (%(holder)s) RETURNING run_
 UPDATE coremachine.janitor_runs
 SET finished_at = now(), actions = %(actions)s, error = %(error)s
 WHERE run_id = %(run_id)s;
+
+-- name: cancel_job
+UPDATE coremachine.jobs
+SET status = 'cancelled', error_details = %(reason)s, completed_at = now(), updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
+RETURNING job_id;
+
+-- name: cancel_running_stages
+UPDATE coremachine.job_stages SET status = 'cancelled', completed_at = now()
+WHERE job_id = %(job_id)s AND status = 'running';
+
+-- name: first_stopped_stage
+SELECT * FROM coremachine.job_stages
+WHERE job_id = %(job_id)s AND status IN ('failed', 'cancelled')
+ORDER BY stage LIMIT 1 FOR UPDATE;
+
+-- name: requeue_stopped_tasks
+-- Redrive: failed and cancelled tasks run again with a fresh retry budget.
+UPDATE coremachine.tasks
+SET status = 'queued', attempt = attempt + 1, attempt_base = attempt,
+    error_details = NULL, result_data = NULL, lease_token = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, completed_at = NULL, updated_at = now()
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status IN ('failed', 'cancelled')
+RETURNING task_id, task_type, attempt;
+
+-- name: reopen_stage
+UPDATE coremachine.job_stages s
+SET status = 'running', completed_at = NULL,
+    remaining = c.queued, failed = c.failed, cancelled = c.cancelled, completed = c.completed
+FROM (SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')) AS queued,
+             count(*) FILTER (WHERE status = 'failed') AS failed,
+             count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+             count(*) FILTER (WHERE status = 'completed') AS completed
+      FROM coremachine.tasks WHERE job_id = %(job_id)s AND stage = %(stage)s) c
+WHERE s.job_id = %(job_id)s AND s.stage = %(stage)s
+RETURNING s.*;
+
+-- name: drop_later_stages
+DELETE FROM coremachine.job_stages WHERE job_id = %(job_id)s AND stage > %(stage)s;
+
+-- name: drop_later_tasks
+DELETE FROM coremachine.tasks WHERE job_id = %(job_id)s AND stage > %(stage)s;
+
+-- name: reopen_job
+UPDATE coremachine.jobs
+SET status = 'processing', stage = %(stage)s, error_details = NULL, result_data = NULL,
+    completed_at = NULL, updated_at = now(),
+    stage_results = (SELECT coalesce(jsonb_object_agg(key, value), '{}')
+                     FROM jsonb_each(stage_results) WHERE key::int < %(stage)s)
+WHERE job_id = %(job_id)s;
+
+-- name: list_events
+SELECT job_id, seq, event_type, stage, task_id, data, created_at
+FROM coremachine.job_events
+WHERE job_id = %(job_id)s AND seq > %(after_seq)s
+ORDER BY seq LIMIT %(limit)s;
+
+-- name: jobs_by_status
+SELECT status::text, count(*) FROM coremachine.jobs GROUP BY status;
+
+-- name: tasks_by_status
+SELECT status::text, count(*) FROM coremachine.tasks GROUP BY status;
+
+-- name: table_stats
+SELECT relname AS table, n_live_tup AS live_rows, n_dead_tup AS dead_rows,
+       seq_scan, idx_scan, n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_del AS deleted,
+       last_autovacuum
+FROM pg_stat_user_tables WHERE schemaname = 'coremachine' ORDER BY relname;
+
+-- name: recent_activity
+SELECT 'jobs' AS table, count(*) AS total,
+       count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
+       count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS last_24h,
+       max(created_at) AS latest
+FROM coremachine.jobs
+UNION ALL
+SELECT 'tasks', count(*),
+       count(*) FILTER (WHERE created_at > now() - interval '1 hour'),
+       count(*) FILTER (WHERE created_at > now() - interval '24 hours'),
+       max(created_at)
+FROM coremachine.tasks;

@@ -60,6 +60,7 @@ class TaskRow:
     result_data: Any
     error_details: str | None
     attempt: int
+    attempt_base: int
     lease_token: uuid.UUID | None
     lease_owner: str | None
     lease_expires_at: dt.datetime | None
@@ -67,3 +68,14 @@ class TaskRow:
     updated_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+
+
+@dataclass(slots=True)
+class EventRow:
+    job_id: str
+    seq: int
+    event_type: str
+    stage: int | None
+    task_id: str | None
+    data: dict[str, Any]
+    created_at: dt.datetime

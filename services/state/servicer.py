@@ -9,6 +9,7 @@ import grpc
 
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 from services.state import convert
+from services.state.admin import Admin
 from services.state.store import Claim, NewTaskSpec, Outcome, StagePolicy, StateStore
 from shared.domain.retry import RetryPolicy
 from shared.errors import CoreMachineError, InvalidArgument
@@ -31,8 +32,87 @@ def _require(value: str, field: str) -> str:
 
 
 class StateServicer(state_pb2_grpc.StateServiceServicer):
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, admin: Admin) -> None:
         self.store = store
+        self.admin = admin
+
+    @map_errors
+    async def CancelJob(self, request, context):
+        view, changed = await self.store.cancel_job(
+            _require(request.job_id, "job_id"), request.reason or "cancelled by request"
+        )
+        return state_pb2.CancelJobResponse(job=convert.job_to_proto(view), changed=changed)
+
+    @map_errors
+    async def RedriveJob(self, request, context):
+        view, requeued = await self.store.redrive_job(_require(request.job_id, "job_id"))
+        return state_pb2.RedriveJobResponse(job=convert.job_to_proto(view), tasks_requeued=requeued)
+
+    @map_errors
+    async def ListEvents(self, request, context):
+        if request.after_seq < 0:
+            raise InvalidArgument("after_seq must be >= 0", "after_seq")
+        events, complete = await self.store.list_events(
+            _require(request.job_id, "job_id"), request.after_seq, request.limit
+        )
+        return state_pb2.ListEventsResponse(
+            events=[convert.event_to_proto(e) for e in events], complete=complete
+        )
+
+    @map_errors
+    async def GetStats(self, request, context):
+        jobs, tasks, tables = await self.admin.stats()
+        return state_pb2.GetStatsResponse(
+            jobs_by_status=jobs,
+            tasks_by_status=tasks,
+            tables_json=json.dumps(tables, default=str).encode(),
+        )
+
+    @map_errors
+    async def CheckDependencies(self, request, context):
+        database, broker, depths, dead = await self.admin.dependencies()
+        return state_pb2.CheckDependenciesResponse(
+            database=database, broker=broker, queue_depths=depths, dead_letters=dead
+        )
+
+    @map_errors
+    async def ListDeadLetters(self, request, context):
+        views = await self.admin.dead_letters(_require(request.queue, "queue"), request.limit)
+        return state_pb2.ListDeadLettersResponse(
+            messages=[
+                state_pb2.DeadLetterMessage(
+                    queue=v.letter.queue,
+                    sequence=v.letter.sequence,
+                    message_id=v.letter.message_id,
+                    body=v.letter.body,
+                    reason=v.letter.reason,
+                    description=v.letter.description,
+                    delivery_count=v.letter.delivery_count,
+                    job_id=v.job_id,
+                    task_id=v.task_id,
+                )
+                for v in views
+            ]
+        )
+
+    @map_errors
+    async def ReplayDeadLetters(self, request, context):
+        replayed = await self.admin.replay(
+            _require(request.queue, "queue"), list(request.sequences)
+        )
+        return state_pb2.ReplayDeadLettersResponse(replayed=replayed)
+
+    @map_errors
+    async def FailDeadLetters(self, request, context):
+        failed, purged = await self.admin.fail(
+            _require(request.queue, "queue"), list(request.sequences), request.reason
+        )
+        return state_pb2.FailDeadLettersResponse(jobs_failed=failed, purged=purged)
+
+    @map_errors
+    async def RedeploySchema(self, request, context):
+        versions = await self.admin.redeploy_schema(request.confirm)
+        return state_pb2.RedeploySchemaResponse(migrations_applied=versions)
 
     @map_errors
     async def CreateJob(self, request, context):

@@ -16,3 +16,4 @@ class StateSettings(CommonSettings):
     janitor_interval_seconds: float = Field(5.0, gt=0, validation_alias="JANITOR_INTERVAL_SECONDS")
     job_deadline_seconds: float = Field(86400.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     stage_stall_seconds: float = Field(30.0, gt=0, validation_alias="STAGE_STALL_SECONDS")
+    allow_schema_redeploy: bool = Field(False, validation_alias="STATE_ALLOW_SCHEMA_REDEPLOY")

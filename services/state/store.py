@@ -22,12 +22,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.state.events import NewEvent, append_events
 from services.state.outbox import Outbox
-from services.state.rows import JobRow, StageRow, TaskRow
+from services.state.rows import EventRow, JobRow, StageRow, TaskRow
 from services.state.sql import Q
 from shared.domain.ids import task_id_for
 from shared.domain.retry import RetryPolicy, backoff_seconds
 from shared.domain.statuses import JobStatus, TaskStatus
-from shared.errors import InvalidArgument, NotFound
+from shared.errors import Conflict, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,94 @@ class StateStore:
             await self._lock_job(conn, job_id)
             changed = await self._fail_job_locked(conn, job_id, error)
         return await self.get_job(job_id), changed
+
+    async def cancel_job(self, job_id: str, reason: str) -> tuple[JobView, bool]:
+        """Cancels a queued or running job: its unfinished tasks are cancelled,
+        claims of them are refused and late outcomes rejected."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_job(conn, job_id)
+            cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
+            changed = await cur.fetchone() is not None
+            if changed:
+                await conn.execute(Q.cancel_running_stages, {"job_id": job_id})
+                cancelled = await self._cancel_unfinished(conn, job_id)
+                await append_events(
+                    conn,
+                    [
+                        NewEvent(
+                            job_id,
+                            "job_cancelled",
+                            data={"reason": reason, "tasks_cancelled": cancelled},
+                        )
+                    ],
+                )
+        return await self.get_job(job_id), changed
+
+    async def redrive_job(self, job_id: str) -> tuple[JobView, int]:
+        """Re-runs a failed or cancelled job from the stage that stopped.
+
+        Only that stage's failed and cancelled tasks run again (with a fresh
+        retry budget); its completed tasks keep their results. A job stopped
+        between stages gets its "stage ready" message again.
+        """
+        requeued = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            job = await self._lock_job(conn, job_id)
+            if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise Conflict(
+                    f"job {job_id} is {job.status}: only failed or cancelled jobs can be resubmitted"
+                )
+            cur = conn.cursor(row_factory=class_row(StageRow))
+            await cur.execute(Q.first_stopped_stage, {"job_id": job_id})
+            stopped = await cur.fetchone()
+            stage = stopped.stage if stopped else job.stage
+            await conn.execute(Q.drop_later_tasks, {"job_id": job_id, "stage": stage})
+            await conn.execute(Q.drop_later_stages, {"job_id": job_id, "stage": stage})
+            await conn.execute(Q.reopen_job, {"job_id": job_id, "stage": stage})
+            messages = []
+            if stopped is None:
+                # Stopped before the stage was planned: plan it again.
+                messages.append(self.outbox.stage_ready(job_id, job.job_type, stage))
+            else:
+                cur2 = await conn.execute(
+                    Q.requeue_stopped_tasks, {"job_id": job_id, "stage": stage}
+                )
+                rows = await cur2.fetchall()
+                requeued = len(rows)
+                messages += [self.outbox.task(t, job_id, tt, a) for t, tt, a in rows]
+                await cur.execute(Q.reopen_stage, {"job_id": job_id, "stage": stage})
+                reopened = await cur.fetchone()
+                assert reopened is not None
+            await self.outbox.write(conn, messages)
+            await append_events(
+                conn,
+                [NewEvent(job_id, "job_resubmitted", stage, data={"tasks_requeued": requeued})],
+            )
+            if stopped is not None and requeued == 0:
+                # Nothing to re-run (e.g. cancelled after its last task): advance.
+                job = await self._job(conn, job_id)
+                await self._evaluate_stage(conn, job, reopened, None)
+        self._poke_relay()
+        return await self.get_job(job_id), requeued
+
+    async def list_events(
+        self, job_id: str, after_seq: int, limit: int
+    ) -> tuple[list[EventRow], bool]:
+        """Events after a sequence number; complete=True when the job is
+        terminal and nothing follows the last one returned."""
+        limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
+        # One snapshot for the job row and its events, so "complete" is exact.
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            job = await self._job(conn, job_id)
+            cur = conn.cursor(row_factory=class_row(EventRow))
+            await cur.execute(
+                Q.list_events, {"job_id": job_id, "after_seq": after_seq, "limit": limit}
+            )
+            events = await cur.fetchall()
+        last = events[-1].seq if events else after_seq
+        complete = JobStatus(job.status).is_terminal and last >= job.last_event_seq
+        return events, complete
 
     # -- stages ----------------------------------------------------------------
 
@@ -689,28 +777,22 @@ class StateStore:
         if await cur.fetchone() is None:
             return False
         await conn.execute(Q.fail_running_stages, {"job_id": job_id})
+        cancelled = await self._cancel_unfinished(conn, job_id)
+        await append_events(
+            conn,
+            [NewEvent(job_id, "job_failed", data={"error": error, "tasks_cancelled": cancelled})],
+        )
+        return True
+
+    async def _cancel_unfinished(self, conn: psycopg.AsyncConnection, job_id: str) -> int:
         cur = await conn.execute(Q.cancel_unfinished_tasks, {"job_id": job_id})
         cancelled = Counter(row[0] for row in await cur.fetchall())
         if cancelled:
             await conn.execute(
                 Q.count_cancelled,
-                {
-                    "job_id": job_id,
-                    "stages": list(cancelled),
-                    "counts": list(cancelled.values()),
-                },
+                {"job_id": job_id, "stages": list(cancelled), "counts": list(cancelled.values())},
             )
-        await append_events(
-            conn,
-            [
-                NewEvent(
-                    job_id,
-                    "job_failed",
-                    data={"error": error, "tasks_cancelled": cancelled.total()},
-                )
-            ],
-        )
-        return True
+        return cancelled.total()
 
 
 def _stage_from(cur: psycopg.AsyncCursor[Any], row: Any) -> StageRow:

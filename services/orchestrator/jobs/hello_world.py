@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +29,10 @@ def parameters_model(max_n: int) -> type[BaseModel]:
             0.0, ge=0.0, le=1.0, description="probability that a greeting fails (testing)"
         )
         tolerate_failures: int = Field(
-            0, ge=-1, description="greetings that may fail for good without failing the job"
+            0, ge=-1, description="tasks per stage that may fail for good (-1: any number)"
+        )
+        task_delay_ms: int = Field(
+            0, ge=0, le=600_000, description="simulated work per task, in milliseconds"
         )
 
     return HelloWorldParameters
@@ -39,12 +43,17 @@ def _greeting(ctx: PlanContext, i: int) -> dict[str, Any]:
         "index": i,
         "message": ctx.parameters["message"],
         "failure_rate": ctx.parameters["failure_rate"],
+        "delay_ms": ctx.parameters["task_delay_ms"],
     }
 
 
 def _reply(ctx: PlanContext, previous: PreviousResult) -> dict[str, Any]:
     greeting = previous.result.get("greeting") if isinstance(previous.result, dict) else None
-    return {"index": previous.task_index, "greeting": greeting}
+    return {
+        "index": previous.task_index,
+        "greeting": greeting,
+        "delay_ms": ctx.parameters["task_delay_ms"],
+    }
 
 
 def _aggregate(ctx: AggregateContext) -> dict[str, Any]:
@@ -55,12 +64,12 @@ def _aggregate(ctx: AggregateContext) -> dict[str, Any]:
         "replies": [
             r.result.get("reply") if isinstance(r.result, dict) else None for r in ctx.final_results
         ],
-        "failed_tasks": [
-            {"task_index": r.task_index, "error": r.error}
-            for r in ctx.final_results
-            if r.status != "completed"
-        ],
+        "failed_tasks": list(ctx.failed_tasks),
     }
+
+
+def _tolerated(parameters: Mapping[str, Any]) -> int:
+    return int(parameters.get("tolerate_failures", 0))
 
 
 def hello_world(max_n: int, retry: RetryPolicy) -> JobType:
@@ -74,8 +83,15 @@ def hello_world(max_n: int, retry: RetryPolicy) -> JobType:
                 "hello_world_greeting",
                 FromParameter("n", _greeting),
                 retry=retry,
+                tolerate_failures=_tolerated,
             ),
-            StageSpec("reply", "hello_world_reply", MatchPrevious(_reply), retry=retry),
+            StageSpec(
+                "reply",
+                "hello_world_reply",
+                MatchPrevious(_reply),
+                retry=retry,
+                tolerate_failures=_tolerated,
+            ),
         ),
         aggregate=_aggregate,
     )
