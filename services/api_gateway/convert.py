@@ -1,21 +1,43 @@
-"""Internal protobuf jobs -> HTTP JSON bodies and public protobuf messages."""
+"""Internal protobuf messages -> HTTP JSON bodies and public protobuf messages, and back."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2
+from coremachine.orchestrator.v1 import orchestrator_pb2
+from coremachine.state.v1 import state_pb2
 
 _STATUS_PREFIX = "JOB_STATUS_"
+_TASK_STATUS_PREFIX = "TASK_STATUS_"
+
+# Wire strings of the statuses ("completed"), as HTTP filters accept them.
+JOB_STATUSES: dict[str, int] = {
+    name.removeprefix(_STATUS_PREFIX).lower(): value
+    for name, value in common_pb2.JobStatus.items()
+    if value
+}
+TASK_STATUSES: dict[str, int] = {
+    name.removeprefix(_TASK_STATUS_PREFIX).lower(): value
+    for name, value in common_pb2.TaskStatus.items()
+    if value
+}
+# Bodies of dead letters are shown to operators, not replayed from the listing.
+_BODY_PREVIEW_CHARS = 2000
 
 
 def status_name(status: int) -> str:
     """Plain lower-case status string ("completed"), never the enum's repr."""
     return common_pb2.JobStatus.Name(status).removeprefix(_STATUS_PREFIX).lower()
+
+
+def task_status_name(status: int) -> str:
+    return common_pb2.TaskStatus.Name(status).removeprefix(_TASK_STATUS_PREFIX).lower()
 
 
 def _loads(data: bytes) -> Any:
@@ -26,8 +48,8 @@ def _iso(ts, present: bool) -> str | None:
     return ts.ToDatetime().isoformat() + "Z" if present else None
 
 
-def job_to_json(job: common_pb2.Job) -> dict[str, Any]:
-    return {
+def job_to_json(job: common_pb2.Job, *, stage_results: bool = False) -> dict[str, Any]:
+    body = {
         "job_id": job.job_id,
         "job_type": job.job_type,
         "status": status_name(job.status),
@@ -51,6 +73,64 @@ def job_to_json(job: common_pb2.Job) -> dict[str, Any]:
         "created_at": _iso(job.created_at, job.HasField("created_at")),
         "updated_at": _iso(job.updated_at, job.HasField("updated_at")),
         "completed_at": _iso(job.completed_at, job.HasField("completed_at")),
+    }
+    if stage_results:
+        body["stage_results"] = _loads(job.stage_results_json)
+    return body
+
+
+def task_to_json(task: common_pb2.Task) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "job_id": task.job_id,
+        "job_type": task.job_type,
+        "task_type": task.task_type,
+        "stage": task.stage,
+        "task_index": task.task_index,
+        "status": task_status_name(task.status),
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "parameters": _loads(task.parameters_json),
+        "result": _loads(task.result_json),
+        "error": task.error or None,
+        "created_at": _iso(task.created_at, task.HasField("created_at")),
+        "updated_at": _iso(task.updated_at, task.HasField("updated_at")),
+        "started_at": _iso(task.started_at, task.HasField("started_at")),
+        "completed_at": _iso(task.completed_at, task.HasField("completed_at")),
+    }
+
+
+def event_to_json(event: common_pb2.JobEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "event_type": event.event_type,
+        "stage": event.stage or None,
+        "task_id": event.task_id or None,
+        "data": _loads(event.data_json),
+        "created_at": _iso(event.created_at, event.HasField("created_at")),
+    }
+
+
+def dead_letter_to_json(letter: state_pb2.DeadLetterMessage) -> dict[str, Any]:
+    body = letter.body.decode("utf-8", errors="replace")
+    return {
+        "queue": letter.queue,
+        "sequence": letter.sequence,
+        "message_id": letter.message_id,
+        "reason": letter.reason,
+        "description": letter.description,
+        "delivery_count": letter.delivery_count,
+        "job_id": letter.job_id or None,
+        "task_id": letter.task_id or None,
+        "body_preview": body[:_BODY_PREVIEW_CHARS],
+    }
+
+
+def stats_to_json(stats: state_pb2.GetStatsResponse) -> dict[str, Any]:
+    return {
+        "jobs_by_status": dict(stats.jobs_by_status),
+        "tasks_by_status": dict(stats.tasks_by_status),
+        "tables": _loads(stats.tables_json),
     }
 
 
@@ -94,5 +174,62 @@ def job_to_public(job: common_pb2.Job) -> jobs_pb2.Job:
     return public
 
 
-def struct_to_json_bytes(value: struct_pb2.Struct) -> bytes:
-    return json.dumps(json_format.MessageToDict(value)).encode()
+def _value(data: bytes, out: struct_pb2.Value) -> None:
+    if data:
+        json_format.ParseDict(_loads(data), out)
+
+
+def task_to_public(task: common_pb2.Task) -> jobs_pb2.Task:
+    public = jobs_pb2.Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        task_type=task.task_type,
+        stage=task.stage,
+        task_index=task.task_index,
+        status=task.status,
+        attempt=task.attempt,
+        error=task.error,
+    )
+    _value(task.parameters_json, public.parameters)
+    _value(task.result_json, public.result)
+    for name in ("created_at", "updated_at"):
+        if task.HasField(name):
+            getattr(public, name).CopyFrom(getattr(task, name))
+    return public
+
+
+def event_to_public(event: common_pb2.JobEvent) -> jobs_pb2.JobEvent:
+    public = jobs_pb2.JobEvent(
+        seq=event.seq, event_type=event.event_type, stage=event.stage, task_id=event.task_id
+    )
+    if (data := _struct(event.data_json)) is not None:
+        public.data.CopyFrom(data)
+    if event.HasField("created_at"):
+        public.created_at.CopyFrom(event.created_at)
+    return public
+
+
+def job_type_to_public(info: orchestrator_pb2.JobTypeInfo) -> jobs_pb2.JobType:
+    public = jobs_pb2.JobType(
+        job_type=info.job_type, description=info.description, stages=list(info.stages)
+    )
+    if (schema := _struct(info.parameters_schema_json)) is not None:
+        public.parameters_schema.CopyFrom(schema)
+    return public
+
+
+def _integral_floats_to_ints(value: Any) -> Any:
+    # Struct holds every number as a double: `3.0` was sent as `3`. Without
+    # this, the same parameters over gRPC and HTTP would hash to different job ids.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_to_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_to_ints(v) for v in value]
+    return value
+
+
+def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct of parameters as the JSON object an HTTP client would have sent."""
+    return _integral_floats_to_ints(json_format.MessageToDict(value))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import CommonSettings
@@ -15,3 +17,24 @@ class GatewaySettings(CommonSettings):
     orchestrator_address: str = Field("localhost:50062", validation_alias="ORCHESTRATOR_ADDRESS")
     worker_address: str = Field("localhost:50063", validation_alias="WORKER_ADDRESS")
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="GATEWAY_MAX_BODY_BYTES")
+
+    # Auth: API keys (hashed) come from the secrets port as the secret `api-keys`
+    # (SECRETS_PROVIDER=env reads it from API_KEYS). Turning auth off is only
+    # for local development and is logged as a warning at start-up.
+    auth_disabled: bool = Field(False, validation_alias="GATEWAY_AUTH_DISABLED")
+    secrets_provider: Literal["env", "file", "keyvault"] = Field(
+        "env", validation_alias="SECRETS_PROVIDER"
+    )
+    secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
+    key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
+    api_keys_secret: str = Field("api-keys", validation_alias="GATEWAY_API_KEYS_SECRET")
+    # A revoked key stops working within this many seconds.
+    api_keys_ttl_seconds: float = Field(60.0, gt=0, validation_alias="GATEWAY_API_KEYS_TTL_SECONDS")
+
+    # Input limits: parameters are stored and shipped between services, so
+    # very large or deeply nested ones are refused at the edge.
+    max_parameter_bytes: int = Field(65_536, ge=1024, validation_alias="GATEWAY_MAX_PARAMETER_BYTES")
+    max_parameter_depth: int = Field(20, ge=1, validation_alias="GATEWAY_MAX_PARAMETER_DEPTH")
+    max_list_limit: int = Field(1000, ge=1, le=1000, validation_alias="GATEWAY_MAX_LIST_LIMIT")
+    # How often an event stream asks the state service for new events while idle.
+    events_poll_seconds: float = Field(0.2, gt=0, validation_alias="GATEWAY_EVENTS_POLL_SECONDS")

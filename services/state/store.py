@@ -483,8 +483,15 @@ class StateStore:
         """
         if not outcomes:
             return [], []
-        ok = [o for o in outcomes if o.succeeded]
-        bad = [o for o in outcomes if not o.succeeded]
+        # A task reported twice in one batch (duplicate delivery) counts once:
+        # only its first outcome is applied; the others are reported stale.
+        firsts: dict[str, Outcome] = {}
+        first_position: dict[str, int] = {}
+        for position, o in enumerate(outcomes):
+            firsts.setdefault(o.task_id, o)
+            first_position.setdefault(o.task_id, position)
+        ok = [o for o in firsts.values() if o.succeeded]
+        bad = [o for o in firsts.values() if not o.succeeded]
         statuses: dict[str, str] = {}
         completed_stages: list[tuple[str, int]] = []
         wrote_outbox = False
@@ -594,8 +601,9 @@ class StateStore:
         if wrote_outbox:
             self._poke_relay()
         results = [
-            OutcomeResult(o.task_id, o.task_id in statuses, statuses.get(o.task_id, ""))
-            for o in outcomes
+            OutcomeResult(o.task_id, accepted, statuses.get(o.task_id, "") if accepted else "")
+            for position, o in enumerate(outcomes)
+            for accepted in [o.task_id in statuses and first_position[o.task_id] == position]
         ]
         return results, completed_stages
 

@@ -1,0 +1,118 @@
+"""Guarantees 2 and 6: the outbox relay loses nothing, and the janitor (one
+leader) reclaims expired leases, advances stalled stages and times out jobs."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.state.janitor import Janitor
+from services.state.outbox import OutboxRelay
+from shared.brokers.postgres import PostgresBroker
+from tests.integration.state_fixtures import claim_stage, make_job, make_stage, ok, outbox_ids
+
+
+@pytest.fixture
+async def broker(db_url):
+    broker = await PostgresBroker(db_url, lock_duration=30).open()
+    yield broker
+    await broker.close()
+
+
+def janitor(pool, store, relay, holder: str, deadline: float = 3600) -> Janitor:
+    return Janitor(
+        pool, store, relay, interval=1, stall_seconds=0, job_deadline_seconds=deadline, holder=holder
+    )
+
+
+class CrashAfterSend:
+    """A broker that sends, then 'crashes' before the relay can commit."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def send(self, queue, messages):
+        await self.inner.send(queue, messages)
+        raise ConnectionError("relay process died after sending")
+
+
+async def test_relay_crash_after_send_resends_and_the_queue_keeps_one_copy(
+    pool, store, broker, pg_conn
+):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 5)
+    pending = await outbox_ids(pg_conn)
+    with pytest.raises(ConnectionError):
+        await OutboxRelay(pool, CrashAfterSend(broker)).relay_once()
+    assert await outbox_ids(pg_conn) == pending  # rolled back: nothing marked sent
+    assert await OutboxRelay(pool, broker).relay_once() == len(pending)
+    assert await outbox_ids(pg_conn) == []
+    received = await broker.receive("tasks", 100, max_wait=1)
+    assert sorted(m.message_id for m in received) == sorted(p for p in pending if "-s1-" in p)
+
+
+async def test_only_one_janitor_is_leader(pool, store, broker):
+    relay = OutboxRelay(pool, broker)
+    first, second = janitor(pool, store, relay, "a"), janitor(pool, store, relay, "b")
+    assert await first.is_leader()
+    assert not await second.is_leader()
+    assert await first.is_leader()  # renewal by the holder
+
+
+async def test_janitor_reclaims_expired_leases_with_the_next_attempt(pool, store, broker, pg_conn):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 2)
+    claimed = await claim_stage(store, job_id, 1)
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second'"
+        " WHERE task_id = %s",
+        (claimed[0][0],),
+    )
+    report = await janitor(pool, store, OutboxRelay(pool, broker), "j").sweep()
+    assert report.leases_reclaimed == 1
+    cur = await pg_conn.execute(
+        "SELECT status::text, attempt FROM coremachine.tasks WHERE task_id = %s", (claimed[0][0],)
+    )
+    assert await cur.fetchone() == ("queued", 2)
+    cur = await pg_conn.execute("SELECT actions FROM coremachine.janitor_runs ORDER BY run_id DESC")
+    assert (await cur.fetchone())[0]["leases_reclaimed"] == 1  # the sweep is recorded
+
+
+async def test_janitor_advances_a_stage_whose_advancement_was_lost(pool, store, broker, pg_conn):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 3)
+    claimed = await claim_stage(store, job_id, 1)
+    # Simulate a lost advancement: tasks done, but the counter says one remains.
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET status = 'completed', lease_token = NULL WHERE job_id = %s",
+        (job_id,),
+    )
+    await pg_conn.execute("DELETE FROM coremachine.outbox")
+    j = janitor(pool, store, OutboxRelay(pool, broker), "j")
+    report = await j.sweep()
+    assert report.stages_advanced == 1
+    again = await j.sweep()
+    assert again.stages_advanced == 0  # advancing is a CAS: never twice
+    received = await broker.receive("jobs", 10, max_wait=1)
+    assert [m.message_id for m in received] == [f"{job_id}:stage:2"]
+
+
+async def test_janitor_fails_jobs_past_their_deadline_with_a_reason(pool, store, broker):
+    job_id = await make_job(store)
+    report = await janitor(pool, store, OutboxRelay(pool, broker), "j", deadline=0.001).sweep()
+    assert report.jobs_timed_out >= 1
+    job = (await store.get_job(job_id)).job
+    assert job.status == "failed" and "deadline" in job.error_details
+
+
+async def test_completions_after_reclaim_by_the_janitor_count_once(pool, store, broker, pg_conn):
+    job_id = await make_job(store, total_stages=1)
+    await make_stage(store, job_id, 1, 1)
+    [(task_id, token)] = (await claim_stage(store, job_id, 1)).values()
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second'"
+    )
+    await janitor(pool, store, OutboxRelay(pool, broker), f"j{uuid.uuid4()}").sweep()
+    [late], stages = await store.complete_tasks([ok(task_id, token)])
+    assert not late.accepted and stages == []

@@ -1,0 +1,103 @@
+"""Guarantee 1: exactly one advancement per stage, at O(1) per completion."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from psycopg_pool import AsyncConnectionPool
+
+from services.state.outbox import Outbox
+from services.state.store import StateStore
+from tests.integration.state_fixtures import (
+    claim_stage,
+    event_types,
+    make_job,
+    make_stage,
+    ok,
+    outbox_ids,
+    stage_row,
+)
+
+
+async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_once(
+    db_url, pg_conn
+):
+    # Many stores, each with its own pool: completions come from many connections.
+    pools = [
+        AsyncConnectionPool(db_url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
+        for _ in range(8)
+    ]
+    for p in pools:
+        await p.open(wait=True)
+    try:
+        stores = [StateStore(p, Outbox("jobs", "tasks")) for p in pools]
+        job_id = await make_job(stores[0])
+        await make_stage(stores[0], job_id, 1, 500)
+        claimed = await claim_stage(stores[0], job_id, 1)
+        outcomes = [ok(t, tok, {"i": i}) for i, (t, tok) in claimed.items()]
+        duplicates = random.Random(7).sample(outcomes, 150)  # duplicate deliveries
+        work = outcomes + duplicates
+        random.Random(11).shuffle(work)
+        batches = [work[i : i + 5] for i in range(0, len(work), 5)]
+        results = await asyncio.gather(
+            *(stores[i % len(stores)].complete_tasks(b) for i, b in enumerate(batches))
+        )
+    finally:
+        for p in pools:
+            await p.close()
+
+    accepted = [r for per_batch, _ in results for r in per_batch if r.accepted]
+    assert len(accepted) == 500  # every duplicate was rejected
+    advanced = [stage for _, stages in results for stage in stages]
+    assert advanced == [(job_id, 1)]
+    assert (await outbox_ids(pg_conn)).count(f"{job_id}:stage:2") == 1
+    assert (await event_types(pg_conn, job_id)).count("stage_completed") == 1
+    row = await stage_row(pg_conn, job_id, 1)
+    assert row == {
+        "status": "completed",
+        "task_count": 500,
+        "remaining": 0,
+        "completed": 500,
+        "failed": 0,
+        "cancelled": 0,
+    }
+
+
+async def test_a_stage_of_zero_tasks_completes_at_once(store, pg_conn):
+    job_id = await make_job(store)
+    created, completed = await store.create_stage_tasks(
+        job_id, 1, 0, [], (await _policy())
+    )
+    assert (created, completed) == (0, True)
+    assert f"{job_id}:stage:2" in await outbox_ids(pg_conn)
+
+
+async def test_the_last_stage_asks_for_finalization(store, pg_conn):
+    job_id = await make_job(store, total_stages=1)
+    await make_stage(store, job_id, 1, 3)
+    claimed = await claim_stage(store, job_id, 1)
+    _, stages = await store.complete_tasks([ok(t, tok) for t, tok in claimed.values()])
+    assert stages == [(job_id, 1)]
+    assert f"{job_id}:finalize" in await outbox_ids(pg_conn)
+    view, changed = await store.complete_job(job_id, {"done": True})
+    assert changed and view.job.status == "completed" and view.job.result_data == {"done": True}
+    _, again = await store.complete_job(job_id, {"done": "twice"})
+    assert not again  # a replayed finalize changes nothing
+
+
+async def test_replayed_stage_ready_creates_no_duplicate_tasks(store, pg_conn):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 10)
+    await make_stage(store, job_id, 1, 10)  # the orchestrator got the message twice
+    tasks, _ = await store.list_tasks(job_id, 1, None, 100, "")
+    assert len(tasks) == 10
+    task_messages = [m for m in await outbox_ids(pg_conn) if "-s1-" in m]
+    assert len(task_messages) == 10
+
+
+async def _policy():
+    from services.state.store import StagePolicy
+    from shared.domain.retry import RetryPolicy
+
+    return StagePolicy(RetryPolicy())
