@@ -13,7 +13,9 @@ from services.state.store import StateStore
 
 @pytest.fixture
 async def pool(db_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = AsyncConnectionPool(db_url, min_size=2, max_size=24, open=False, kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(
+        db_url, min_size=2, max_size=24, open=False, kwargs={"autocommit": True}
+    )
     await pool.open(wait=True)
     yield pool
     await pool.close()

@@ -71,7 +71,13 @@ async def stage_row(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> d
     )
     row = await cur.fetchone()
     assert row is not None
-    return dict(zip(("status", "task_count", "remaining", "completed", "failed", "cancelled"), row, strict=True))
+    return dict(
+        zip(
+            ("status", "task_count", "remaining", "completed", "failed", "cancelled"),
+            row,
+            strict=True,
+        )
+    )
 
 
 async def event_types(conn: psycopg.AsyncConnection, job_id: str) -> list[str]:

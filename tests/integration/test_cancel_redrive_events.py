@@ -27,7 +27,9 @@ async def test_cancel_stops_new_tasks_and_rejects_late_outcomes(store, pg_conn):
     # Queued tasks cannot start any more, and the running one cannot report.
     [refused] = await store.claim_tasks("w", 60, [Claim(tasks[1].task_id, 1)])
     assert refused.task is None and refused.reason == "task_cancelled"
-    [late], stages = await store.complete_tasks([ok(tasks[0].task_id, str(running.task.lease_token))])
+    [late], stages = await store.complete_tasks(
+        [ok(tasks[0].task_id, str(running.task.lease_token))]
+    )
     assert not late.accepted and stages == []
     listed, _ = await store.list_tasks(job_id, None, None, 10, "")
     assert {t.status for t in listed} == {"cancelled"}
@@ -40,7 +42,9 @@ async def test_redrive_reruns_only_failed_and_cancelled_tasks_from_the_failed_st
     await make_stage(store, job_id, 1, 4)
     claimed = await claim_stage(store, job_id, 1)
     # Task 0 succeeds, task 1 fails for good: the job fails and 2, 3 are cancelled.
-    await store.complete_tasks([ok(*claimed[0], {"kept": True}), fail(*claimed[1], retryable=False)])
+    await store.complete_tasks(
+        [ok(*claimed[0], {"kept": True}), fail(*claimed[1], retryable=False)]
+    )
     assert (await store.get_job(job_id)).job.status == "failed"
     with pytest.raises(Conflict):
         await store.redrive_job(await make_job(store))  # a queued job cannot be redriven
@@ -51,10 +55,17 @@ async def test_redrive_reruns_only_failed_and_cancelled_tasks_from_the_failed_st
     assert [(tasks[i].status, tasks[i].attempt) for i in (1, 2, 3)] == [("queued", 2)] * 3
     assert {f"{tasks[i].task_id}:2" for i in (1, 2, 3)} <= set(await outbox_ids(pg_conn))
     row = await stage_row(pg_conn, job_id, 1)
-    assert (row["status"], row["remaining"], row["completed"], row["failed"]) == ("running", 3, 1, 0)
+    assert (row["status"], row["remaining"], row["completed"], row["failed"]) == (
+        "running",
+        3,
+        1,
+        0,
+    )
     # The rerun gets a fresh retry budget and the stage advances once they finish.
     granted = await store.claim_tasks("w", 60, [Claim(tasks[i].task_id, 2) for i in (1, 2, 3)])
-    _, stages = await store.complete_tasks([ok(g.task_id, str(g.task.lease_token)) for g in granted])
+    _, stages = await store.complete_tasks(
+        [ok(g.task_id, str(g.task.lease_token)) for g in granted]
+    )
     assert stages == [(job_id, 1)]
     assert (await outbox_ids(pg_conn)).count(f"{job_id}:stage:2") == 1
 

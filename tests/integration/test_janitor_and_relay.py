@@ -22,7 +22,13 @@ async def broker(db_url):
 
 def janitor(pool, store, relay, holder: str, deadline: float = 3600) -> Janitor:
     return Janitor(
-        pool, store, relay, interval=1, stall_seconds=0, job_deadline_seconds=deadline, holder=holder
+        pool,
+        store,
+        relay,
+        interval=1,
+        stall_seconds=0,
+        job_deadline_seconds=deadline,
+        holder=holder,
     )
 
 

@@ -66,9 +66,7 @@ async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_o
 
 async def test_a_stage_of_zero_tasks_completes_at_once(store, pg_conn):
     job_id = await make_job(store)
-    created, completed = await store.create_stage_tasks(
-        job_id, 1, 0, [], (await _policy())
-    )
+    created, completed = await store.create_stage_tasks(job_id, 1, 0, [], (await _policy()))
     assert (created, completed) == (0, True)
     assert f"{job_id}:stage:2" in await outbox_ids(pg_conn)
 
