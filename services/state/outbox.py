@@ -21,22 +21,37 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.state.sql import Q
 from shared.broker import Broker, OutgoingMessage
+from shared.brokers.postgres import enqueue_in_transaction
 from shared.messages import FinalizeJob, StageReady, TaskMessage
 
 log = logging.getLogger(__name__)
 
 
 class Outbox:
-    """Writes outbox rows inside the caller's transaction."""
+    """Writes the messages a state change implies, inside its transaction.
 
-    def __init__(self, jobs_queue: str, tasks_queue: str) -> None:
+    Relay mode (any broker): rows in coremachine.outbox, published by the
+    relay. Direct mode (the PostgreSQL queue in the same database): the
+    messages go straight into the queue table in the same transaction, which
+    gives the same guarantee without the relay's extra hop.
+    """
+
+    def __init__(self, jobs_queue: str, tasks_queue: str, direct: bool = False) -> None:
         self.jobs_queue = jobs_queue
         self.tasks_queue = tasks_queue
+        self.direct = direct
 
     async def write(
         self, conn: psycopg.AsyncConnection, items: Sequence[tuple[str, OutgoingMessage]]
     ) -> None:
         if not items:
+            return
+        if self.direct:
+            by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
+            for queue, message in items:
+                by_queue[queue].append(message)
+            for queue, messages in by_queue.items():
+                await enqueue_in_transaction(conn, queue, messages)
             return
         await conn.execute(
             Q.insert_outbox,

@@ -17,3 +17,13 @@ class StateSettings(CommonSettings):
     job_deadline_seconds: float = Field(86400.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     stage_stall_seconds: float = Field(30.0, gt=0, validation_alias="STAGE_STALL_SECONDS")
     allow_schema_redeploy: bool = Field(False, validation_alias="STATE_ALLOW_SCHEMA_REDEPLOY")
+    # With the PostgreSQL queue in the state database, enqueue messages in the
+    # state transaction itself instead of through the outbox table and relay.
+    direct_enqueue: bool = Field(True, validation_alias="OUTBOX_DIRECT_ENQUEUE")
+
+    def uses_direct_enqueue(self) -> bool:
+        return (
+            self.direct_enqueue
+            and self.broker == "postgres"
+            and self.broker_database_url in (None, self.database_url)
+        )

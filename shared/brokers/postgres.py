@@ -49,6 +49,30 @@ def channel_for(queue: str) -> str:
     return f"cm_broker_{queue}"
 
 
+async def enqueue_in_transaction(
+    conn: psycopg.AsyncConnection, queue: str, messages: Sequence[OutgoingMessage]
+) -> None:
+    """Inserts messages using the caller's connection (and transaction).
+
+    When the queue lives in the same database as the caller's data, this is
+    the transactional outbox without the relay hop: the messages become
+    visible exactly when the caller's state change commits.
+    """
+    if not messages:
+        return
+    await conn.execute(
+        _Q.send,
+        {
+            "queue": queue,
+            "channel": channel_for(queue),
+            "message_ids": [m.message_id for m in messages],
+            "bodies": [m.body for m in messages],
+            "properties": [json.dumps(dict(m.properties)) for m in messages],
+            "scheduled": [m.scheduled_at for m in messages],
+        },
+    )
+
+
 async def migrate_queue_schema(conninfo: str) -> list[int]:
     """Applies the queue's migrations to its database."""
     return await migrate(conninfo, MIGRATIONS_DIR, LEDGER)
@@ -71,6 +95,17 @@ class PostgresBroker:
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
         )
+        # Peek-lock bookkeeping (receive, complete, abandon, renew) commits
+        # without waiting for the WAL flush: if PostgreSQL itself crashed and
+        # lost such a commit, the message would only be visible (again) sooner,
+        # which at-least-once delivery already allows. Sends stay durable.
+        self._lock_pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
+        )
         self._listen_conn: psycopg.AsyncConnection | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = {}
@@ -79,6 +114,7 @@ class PostgresBroker:
     async def open(self) -> PostgresBroker:
         """Opens the pool and checks that the queue schema is migrated."""
         await self._pool.open(wait=True)
+        await self._lock_pool.open(wait=True)
         async with self._pool.connection() as conn:
             await check_schema(conn, MIGRATIONS_DIR, LEDGER)
         return self
@@ -88,18 +124,8 @@ class PostgresBroker:
     async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
             return
-        params = {
-            "queue": queue,
-            "message_ids": [m.message_id for m in messages],
-            "bodies": [m.body for m in messages],
-            "properties": [json.dumps(dict(m.properties)) for m in messages],
-            "scheduled": [m.scheduled_at for m in messages],
-        }
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(_Q.send, params)
-            # Delivered at commit; scheduled messages are found by the
-            # consumer's next-visible timer instead.
-            await conn.execute(_Q.notify, {"channel": channel_for(queue)})
+        async with self._pool.connection() as conn:
+            await enqueue_in_transaction(conn, queue, messages)
 
     # -- receiving -------------------------------------------------------------
 
@@ -131,7 +157,7 @@ class PostgresBroker:
             "max_delivery_count": self.max_delivery_count,
             "max_delivery_reason": MAX_DELIVERY_REASON,
         }
-        async with self._pool.connection() as conn:
+        async with self._lock_pool.connection() as conn:
             cur = await conn.execute(_Q.receive, params)
             rows = await cur.fetchall()
         return [
@@ -215,7 +241,7 @@ class PostgresBroker:
     async def complete(self, messages: Sequence[ReceivedMessage]) -> None:
         if not messages:
             return
-        async with self._pool.connection() as conn:
+        async with self._lock_pool.connection() as conn:
             cur = await conn.execute(_Q.complete, self._locks(messages))
             done = {row[0] for row in await cur.fetchall()}
         lost = [m.message_id for m in messages if m.raw not in done]
@@ -225,7 +251,7 @@ class PostgresBroker:
     async def abandon(self, messages: Sequence[ReceivedMessage], delay: float = 0.0) -> None:
         if not messages:
             return
-        async with self._pool.connection() as conn:
+        async with self._lock_pool.connection() as conn:
             await conn.execute(_Q.abandon, {**self._locks(messages), "delay_seconds": delay})
             if delay <= 0:
                 await conn.execute(_Q.notify, {"channel": channel_for(messages[0].queue)})
@@ -233,7 +259,7 @@ class PostgresBroker:
     async def dead_letter(
         self, message: ReceivedMessage, reason: str, description: str = ""
     ) -> None:
-        async with self._pool.connection() as conn:
+        async with self._lock_pool.connection() as conn:
             cur = await conn.execute(
                 _Q.dead_letter,
                 {
@@ -249,7 +275,7 @@ class PostgresBroker:
     async def renew_locks(self, messages: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
         if not messages:
             return []
-        async with self._pool.connection() as conn:
+        async with self._lock_pool.connection() as conn:
             cur = await conn.execute(
                 _Q.renew_locks, {**self._locks(messages), "lock_seconds": self.lock_duration}
             )
@@ -324,4 +350,5 @@ class PostgresBroker:
         if self._listen_conn is not None:
             with contextlib.suppress(Exception):
                 await self._listen_conn.close()
+        await self._lock_pool.close()
         await self._pool.close()

@@ -1,11 +1,16 @@
 -- Named queries of the PostgreSQL-backed queue (shared/brokers/postgres.py).
 
 -- name: send
-INSERT INTO broker.messages (queue, message_id, body, properties, visible_at)
-SELECT %(queue)s, m.message_id, m.body, m.properties, coalesce(m.scheduled_at, now())
-FROM unnest(%(message_ids)s::text[], %(bodies)s::bytea[], %(properties)s::jsonb[],
-            %(scheduled)s::timestamptz[]) AS m(message_id, body, properties, scheduled_at)
-ON CONFLICT (queue, message_id) DO NOTHING;
+-- One round trip: the insert, and a NOTIFY delivered when the transaction
+-- commits (scheduled messages are found by the consumer's next-visible timer).
+WITH inserted AS (
+    INSERT INTO broker.messages (queue, message_id, body, properties, visible_at)
+    SELECT %(queue)s, m.message_id, m.body, m.properties, coalesce(m.scheduled_at, now())
+    FROM unnest(%(message_ids)s::text[], %(bodies)s::bytea[], %(properties)s::jsonb[],
+                %(scheduled)s::timestamptz[]) AS m(message_id, body, properties, scheduled_at)
+    ON CONFLICT (queue, message_id) DO NOTHING
+)
+SELECT pg_notify(%(channel)s, '');
 
 -- name: notify
 SELECT pg_notify(%(channel)s, '');
