@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from shared.grpc_server import CHANNEL_OPTIONS
+from shared.grpc_tls import TlsConfig
 
 _CLIENT_OPTIONS = [
     *CHANNEL_OPTIONS,
@@ -16,6 +17,10 @@ _CLIENT_OPTIONS = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to another CoreMachine service."""
-    return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
+def open_channel(address: str, *, tls: TlsConfig | None = None) -> grpc.aio.Channel:
+    """A channel to another CoreMachine service: TLS (mTLS with a client cert) when `tls` is set."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), options=[*_CLIENT_OPTIONS, *tls.channel_options()]
+    )

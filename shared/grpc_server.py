@@ -17,6 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shared.grpc_tls import TlsConfig
+
 log = logging.getLogger(__name__)
 
 # Larger than gRPC's 4 MB default: stage results of big fan-outs travel in
@@ -29,9 +31,14 @@ CHANNEL_OPTIONS = [
 
 
 class GrpcServer:
-    """A grpc.aio server with health and reflection, bound to one port."""
+    """A grpc.aio server with health and reflection, bound to one port.
 
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
+    With `tls` (TlsConfig.from_settings) the port serves TLS, or mutual TLS
+    when the config requires client certificates; without it, plaintext.
+    """
+
+    def __init__(self, port: int, host: str = "0.0.0.0", *, tls: TlsConfig | None = None) -> None:
+        self.tls = tls
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -48,7 +55,10 @@ class GrpcServer:
 
     async def start(self) -> int:
         reflection.enable_server_reflection(self._service_names, self.server)
-        self.port = self.server.add_insecure_port(self.address)
+        if self.tls is None:
+            self.port = self.server.add_insecure_port(self.address)
+        else:
+            self.port = self.server.add_secure_port(self.address, self.tls.server_credentials())
         await self.server.start()
         for name in [*self._service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

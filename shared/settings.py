@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.blobstore import validate_container_name
+from shared.blobstores import DEFAULT_LOCAL_ROOT
+from shared.claim_check import DEFAULT_CONTAINER, DEFAULT_THRESHOLD_BYTES
 
 
 class CommonSettings(BaseSettings):
-    """Logging and broker settings (documented in README.md, "Configuration")."""
+    """Logging, broker and blob-store settings (documented in README.md, "Configuration")."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
@@ -28,3 +32,34 @@ class CommonSettings(BaseSettings):
     # Bus these are properties of the queue itself).
     broker_lock_seconds: float = Field(30.0, gt=0, validation_alias="BROKER_LOCK_SECONDS")
     broker_max_delivery_count: int = Field(10, ge=1, validation_alias="BROKER_MAX_DELIVERY_COUNT")
+
+    # Internal gRPC TLS (see shared/grpc_tls.py; all unset = plaintext). Paths to PEM files.
+    grpc_tls_cert: str | None = Field(None, validation_alias="GRPC_TLS_CERT")
+    grpc_tls_key: str | None = Field(None, validation_alias="GRPC_TLS_KEY")
+    grpc_tls_ca: str | None = Field(None, validation_alias="GRPC_TLS_CA")
+    grpc_tls_client_auth: bool = Field(False, validation_alias="GRPC_TLS_CLIENT_AUTH")
+    grpc_tls_client_cert: str | None = Field(None, validation_alias="GRPC_TLS_CLIENT_CERT")
+    grpc_tls_client_key: str | None = Field(None, validation_alias="GRPC_TLS_CLIENT_KEY")
+    grpc_tls_server_name: str | None = Field(None, validation_alias="GRPC_TLS_SERVER_NAME")
+
+    # Blob store (shared/blobstores) and the claim check of large task payloads
+    # (shared/claim_check.py); used by the orchestrator and the worker.
+    blob_store: Literal["local", "azure"] = Field("local", validation_alias="BLOB_STORE")
+    blob_local_root: str = Field(DEFAULT_LOCAL_ROOT, validation_alias="BLOB_LOCAL_ROOT")
+    azure_storage_connection_string: str | None = Field(
+        None, validation_alias="AZURE_STORAGE_CONNECTION_STRING"
+    )
+    azure_storage_account_url: str | None = Field(
+        None, validation_alias="AZURE_STORAGE_ACCOUNT_URL"
+    )
+    claim_check_container: str = Field(DEFAULT_CONTAINER, validation_alias="CLAIM_CHECK_CONTAINER")
+    # 192 KiB by default: a Service Bus Standard message is at most 256 KB with its headers.
+    claim_check_threshold_bytes: int = Field(
+        DEFAULT_THRESHOLD_BYTES, ge=1, validation_alias="CLAIM_CHECK_THRESHOLD_BYTES"
+    )
+
+    @field_validator("claim_check_container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        # Checked at start-up, not at the first large payload.
+        return validate_container_name(value)

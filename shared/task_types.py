@@ -16,5 +16,9 @@ TASK_TYPES: frozenset[str] = frozenset(
         "diamond_split",
         "diamond_square",
         "diamond_sum",
+        "container_summary_task",
+        "list_container_blobs",
+        "analyze_single_blob",
+        "summarize_blob_inventory",
     }
 )

@@ -3,6 +3,9 @@
 run: start the four services, submit hello_world (n=100), show its progress,
      print the result, stop the stack; exit 0 if the job completed.
 up:  start the four services and keep them running until Ctrl-C / SIGTERM.
+
+Each stack gets a fresh random admin API key (printed by `up`), unless
+COREMACHINE_API_KEY sets it.
 """
 
 from __future__ import annotations
@@ -64,7 +67,11 @@ def follow(client: httpx.Client, job_id: str, timeout: float) -> dict:
 
 
 def run_demo(stack: Stack, n: int) -> int:
-    with httpx.Client(base_url=stack.http_url, timeout=30) as client:
+    with httpx.Client(
+        base_url=stack.http_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+    ) as client:
         response = client.post(
             "/api/jobs/submit/hello_world", json={"n": n, "message": "Hello World"}
         )
@@ -102,6 +109,10 @@ def main() -> int:
             f"[green]stack up[/green]: HTTP {stack.http_url} (OpenAPI {stack.http_url}/docs), "
             f"gRPC {stack.grpc_address}; logs in {stack.log_dir}"
         )
+        if args.command == "up":
+            # Printed to stdout (the rest goes to stderr) so scripts can capture it.
+            console.print("admin API key (send `Authorization: Bearer <key>`):")
+            print(stack.api_key, flush=True)
         if args.command == "run":
             return run_demo(stack, args.n)
         stopping = []

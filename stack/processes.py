@@ -7,7 +7,10 @@ its own environment, and waits for the gRPC health checks to say SERVING.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +24,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("state", "orchestrator", "worker", "api_gateway")
+ROLES = ("reader", "submitter", "admin")
+
+
+def generate_api_keys() -> dict[str, str]:
+    """One fresh key per role for this stack; COREMACHINE_API_KEY fixes the admin key."""
+    keys = {role: secrets.token_urlsafe(32) for role in ROLES}
+    keys["admin"] = os.environ.get("COREMACHINE_API_KEY") or keys["admin"]
+    return keys
+
+
+def api_keys_secret(keys: dict[str, str]) -> str:
+    """The gateway's `api-keys` secret: names, roles and SHA-256 hashes, never the keys."""
+    return json.dumps(
+        [
+            {
+                "name": f"stack-{role}",
+                "role": role,
+                "sha256": hashlib.sha256(key.encode()).hexdigest(),
+            }
+            for role, key in keys.items()
+        ]
+    )
 
 
 def free_port() -> int:
@@ -50,6 +75,13 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # role -> key; the gateway only ever sees their hashes.
+    api_keys: dict[str, str] = field(default_factory=generate_api_keys)
+
+    @property
+    def api_key(self) -> str:
+        """The stack's admin key (send as `Authorization: Bearer <key>`)."""
+        return self.api_keys["admin"]
 
     @property
     def http_url(self) -> str:
@@ -68,6 +100,8 @@ class Stack:
         }[service]
 
     def env_for(self, service: str) -> dict[str, str]:
+        # The gateway's env secrets provider reads the secret `api-keys` from API_KEYS.
+        auth = {"API_KEYS": api_keys_secret(self.api_keys)} if service == "api_gateway" else {}
         env = {
             **os.environ,
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",
@@ -80,6 +114,7 @@ class Stack:
             "STATE_ADDRESS": f"127.0.0.1:{self.ports.state}",
             "ORCHESTRATOR_ADDRESS": f"127.0.0.1:{self.ports.orchestrator}",
             "WORKER_ADDRESS": f"127.0.0.1:{self.ports.worker}",
+            **auth,
             **self.extra_env,
             **self.service_env.get(service, {}),
         }
@@ -135,10 +170,15 @@ class Stack:
     def up(self, migrate: bool = True) -> None:
         if migrate:
             self.migrate()
-        for service in SERVICES:
-            self.start(service)
-        for service in SERVICES:
-            self.wait_serving(service)
+        try:
+            for service in SERVICES:
+                self.start(service)
+            for service in SERVICES:
+                self.wait_serving(service)
+        except BaseException:
+            # Never leave half a stack running behind a failed start.
+            self.stop(timeout=10)
+            raise
 
     def kill(self, service: str) -> None:
         """kill -9: no shutdown handler runs."""

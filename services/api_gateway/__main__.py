@@ -3,35 +3,94 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import uvicorn
 
 from coremachine.jobs.v1 import jobs_pb2_grpc
+from services.api_gateway.auth import ApiKeyAuthenticator, Authenticator, DisabledAuthenticator
 from services.api_gateway.backends import Backends
 from services.api_gateway.http_app import create_app
+from services.api_gateway.params import ParameterLimits
 from services.api_gateway.servicer import JobServicer
 from services.api_gateway.settings import GatewaySettings
 from shared.grpc_server import GrpcServer, serve_until_signalled
 from shared.logging_setup import configure_logging
+from shared.secrets import CachedSecrets, SecretsProvider
+from shared.secrets_providers import open_secrets_provider
+
+log = logging.getLogger(__name__)
+
+
+async def open_authenticator(
+    settings: GatewaySettings,
+) -> tuple[Authenticator, SecretsProvider | None]:
+    """The key checker; fails start-up when keys are neither configured nor explicitly off."""
+    if settings.auth_disabled:
+        log.warning(
+            "AUTH DISABLED (GATEWAY_AUTH_DISABLED=true): every caller is admin;"
+            " for local development only"
+        )
+        return DisabledAuthenticator(), None
+    secrets = CachedSecrets(
+        open_secrets_provider(
+            settings.secrets_provider,
+            secrets_dir=settings.secrets_dir,
+            key_vault_url=settings.key_vault_url,
+        ),
+        settings.api_keys_ttl_seconds,
+    )
+    authenticator = ApiKeyAuthenticator(secrets, settings.api_keys_secret)
+    try:
+        count = await authenticator.load()
+    except BaseException:
+        await secrets.close()
+        raise
+    log.info("API keys loaded", extra={"fields": {"keys": count}})
+    return authenticator, secrets
 
 
 async def serve(settings: GatewaySettings) -> None:
+    authenticator, secrets = await open_authenticator(settings)
     backends = Backends.connect(
         settings.state_address, settings.orchestrator_address, settings.worker_address
     )
+    limits = ParameterLimits(settings.max_parameter_bytes, settings.max_parameter_depth)
+    # Set at shutdown: open event streams (SSE and WatchJob) end at once, so
+    # clients resume elsewhere instead of holding the shutdown up.
+    streams_stopping = asyncio.Event()
     server = GrpcServer(settings.grpc_port)
     server.add(
         jobs_pb2_grpc.add_JobServiceServicer_to_server,
-        JobServicer(backends),
+        JobServicer(
+            backends,
+            authenticator,
+            parameter_limits=limits,
+            max_list_limit=settings.max_list_limit,
+            events_poll_seconds=settings.events_poll_seconds,
+            stopping=streams_stopping,
+        ),
         "coremachine.jobs.v1.JobService",
+    )
+    app = create_app(
+        backends,
+        authenticator,
+        max_body_bytes=settings.max_body_bytes,
+        parameter_limits=limits,
+        max_list_limit=settings.max_list_limit,
+        events_poll_seconds=settings.events_poll_seconds,
+        queues=(settings.jobs_queue, settings.tasks_queue),
+        stopping=streams_stopping,
     )
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(backends, settings.max_body_bytes),
+            app,
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
             access_log=False,
+            # Open event streams must not hold shutdown up forever.
+            timeout_graceful_shutdown=5,
         )
     )
     # uvicorn captures SIGTERM/SIGINT while it serves and re-raises them when it
@@ -40,10 +99,16 @@ async def serve(settings: GatewaySettings) -> None:
     async def run_http(stopping: asyncio.Event) -> None:
         serving = asyncio.create_task(http.serve())
         await stopping.wait()
+        streams_stopping.set()
         http.should_exit = True
         await serving
 
-    await serve_until_signalled(server, background=[run_http], on_shutdown=backends.close)
+    async def shutdown() -> None:
+        await backends.close()
+        if secrets is not None:
+            await secrets.close()
+
+    await serve_until_signalled(server, background=[run_http], on_shutdown=shutdown)
 
 
 def main() -> None:

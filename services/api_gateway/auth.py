@@ -145,7 +145,9 @@ class ApiKeyAuthenticator(Authenticator):
 
     async def authenticate(self, key: str | None, required: Role) -> Principal:
         if not key:
-            raise Unauthenticated("an API key is required (Authorization: Bearer <key> or X-API-Key)")
+            raise Unauthenticated(
+                "an API key is required (Authorization: Bearer <key> or X-API-Key)"
+            )
         principal = None
         if len(key) <= _MAX_KEY_CHARS:
             # A dict lookup by hash: the attacker does not control the hash, so

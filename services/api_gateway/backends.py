@@ -81,7 +81,7 @@ class Backends:
         return response.job
 
     async def list_jobs(
-        self, status: int, job_type: str, limit: int, page_token: str
+        self, status: common_pb2.JobStatus, job_type: str, limit: int, page_token: str
     ) -> state_pb2.ListJobsResponse:
         return await _call(
             self.state.ListJobs,
@@ -92,7 +92,12 @@ class Backends:
         )
 
     async def list_tasks(
-        self, job_id: str, stage: int, status: int, limit: int, page_token: str
+        self,
+        job_id: str,
+        stage: int,
+        status: common_pb2.TaskStatus,
+        limit: int,
+        page_token: str,
     ) -> state_pb2.ListTasksResponse:
         return await _call(
             self.state.ListTasks,
@@ -130,9 +135,7 @@ class Backends:
 
     async def dependencies(self) -> state_pb2.CheckDependenciesResponse:
         # Short: a health probe must answer before the prober gives up.
-        return await _call(
-            self.state.CheckDependencies, state_pb2.CheckDependenciesRequest(), 5.0
-        )
+        return await _call(self.state.CheckDependencies, state_pb2.CheckDependenciesRequest(), 5.0)
 
     async def dead_letters(self, queue: str, limit: int) -> list[state_pb2.DeadLetterMessage]:
         response = await _call(

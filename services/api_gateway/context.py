@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from services.api_gateway.backends import Backends
 from services.api_gateway.params import ParameterLimits
 from shared.errors import InvalidArgument
 
-_JOB_ID = re.compile(r"^[0-9a-f]{64}$")
+JOB_ID_PATTERN = r"^[0-9a-f]{64}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class HttpContext:
     # needs(Role.X) is the dependency a route declares to require that role.
     needs: Callable[[Role], Callable[..., Awaitable[Principal]]]
     parameter_limits: ParameterLimits
+    # Set when the gateway shuts down: open event streams end at once.
+    stopping: asyncio.Event
     max_list_limit: int = 1000
     events_poll_seconds: float = 0.2
 

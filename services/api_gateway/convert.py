@@ -17,12 +17,12 @@ _STATUS_PREFIX = "JOB_STATUS_"
 _TASK_STATUS_PREFIX = "TASK_STATUS_"
 
 # Wire strings of the statuses ("completed"), as HTTP filters accept them.
-JOB_STATUSES: dict[str, int] = {
+JOB_STATUSES: dict[str, common_pb2.JobStatus] = {
     name.removeprefix(_STATUS_PREFIX).lower(): value
     for name, value in common_pb2.JobStatus.items()
     if value
 }
-TASK_STATUSES: dict[str, int] = {
+TASK_STATUSES: dict[str, common_pb2.TaskStatus] = {
     name.removeprefix(_TASK_STATUS_PREFIX).lower(): value
     for name, value in common_pb2.TaskStatus.items()
     if value

@@ -1,104 +1,102 @@
-"""The HTTP surface (FastAPI; OpenAPI at /docs).
+"""The HTTP surface (FastAPI; OpenAPI at /docs and /openapi.json).
 
 Every error has one body shape, {"error", "message", "request_id"}, and every
-response carries an X-Request-ID header.
+response carries an X-Request-ID header. Routes live in routes_*.py; this
+module assembles them with the middleware, the error handlers and auth.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import uuid
+import asyncio
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
+from pydantic import BaseModel
 
+from services.api_gateway.auth import Authenticator
 from services.api_gateway.backends import Backends
-from services.api_gateway.convert import job_to_json
-from shared.errors import CoreMachineError, InvalidArgument, NotFound, Unavailable
-
-_JOB_ID = re.compile(r"^[0-9a-f]{64}$")
-_STATUS_FOR = {InvalidArgument: 400, NotFound: 404, Unavailable: 503}
-
-
-def _error(status: int, error: str, message: str, request: Request) -> JSONResponse:
-    return JSONResponse(
-        status_code=status,
-        content={"error": error, "message": message, "request_id": request.state.request_id},
-    )
+from services.api_gateway.context import HttpContext
+from services.api_gateway.errors import install_error_handlers
+from services.api_gateway.http_deps import role_guard
+from services.api_gateway.middleware import RequestMiddleware
+from services.api_gateway.params import ParameterLimits
+from services.api_gateway.routes_db import db_router
+from services.api_gateway.routes_jobs import jobs_router
+from services.api_gateway.routes_monitor import monitor_router
 
 
-def create_app(backends: Backends, max_body_bytes: int = 1_048_576) -> FastAPI:
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    message: str
+    request_id: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Bad input; the message names the field",
+        401: "No API key, or an unknown one",
+        403: "The key's role does not allow this",
+        404: "No such job (or route)",
+        409: "The job's state does not allow this",
+        413: "Request body too large",
+    }.items()
+}
+
+
+def create_app(
+    backends: Backends,
+    authenticator: Authenticator,
+    *,
+    max_body_bytes: int = 1_048_576,
+    parameter_limits: ParameterLimits | None = None,
+    max_list_limit: int = 1000,
+    events_poll_seconds: float = 0.2,
+    queues: tuple[str, ...] = ("jobs", "tasks"),
+    stopping: asyncio.Event | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="CoreMachine",
-        description="Submit fan-out/fan-in jobs and follow them.",
+        description=(
+            "Submit fan-out/fan-in jobs and follow them. Send an API key as"
+            " `Authorization: Bearer <key>` or `X-API-Key: <key>`; roles are"
+            " reader < submitter < admin. `/api/health` needs no key."
+        ),
         version="1.0.0",
+        responses=_ERRORS,
     )
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
-    @app.exception_handler(CoreMachineError)
-    async def domain_error(request: Request, exc: CoreMachineError):
-        status = _STATUS_FOR.get(type(exc), 500)
-        return _error(status, type(exc).__name__, str(exc), request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
-        return _error(
-            exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail), request
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        parts = [
-            f"{'.'.join(str(p) for p in err['loc'] if p not in ('body', 'path', 'query'))}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        return _error(400, "InvalidArgument", "; ".join(parts), request)
-
-    @app.post("/api/jobs/submit/{job_type}", status_code=202, tags=["jobs"])
-    async def submit_job(job_type: str, request: Request) -> JSONResponse:
-        """Submits a job. 202 for a new job; 200 with the existing job for the same parameters."""
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            return _error(413, "PayloadTooLarge", f"body exceeds {max_body_bytes} bytes", request)
-        try:
-            parameters: Any = json.loads(body) if body.strip() else {}
-        except ValueError as exc:
-            raise InvalidArgument(f"body is not valid JSON: {exc}", "body") from None
-        if not isinstance(parameters, dict):
-            raise InvalidArgument("body must be a JSON object of parameters", "body")
-        response = await backends.submit(job_type, json.dumps(parameters).encode())
-        return JSONResponse(
-            status_code=202 if response.created else 200,
-            content={"created": response.created, "job": job_to_json(response.job)},
-        )
-
-    @app.get("/api/jobs/status/{job_id}", tags=["jobs"])
-    async def job_status(job_id: str) -> dict[str, Any]:
-        """A job's status, stage, per-stage progress, result and error."""
-        if not _JOB_ID.match(job_id):
-            raise InvalidArgument("job_id must be 64 lower-case hex characters", "job_id")
-        return job_to_json(await backends.get_job(job_id))
-
-    @app.get("/api/health", tags=["operations"])
-    async def health(request: Request) -> JSONResponse:
-        """200 when every internal service serves, 503 otherwise; no auth."""
-        components = await backends.health()
-        healthy = all(v == "serving" for v in components.values())
-        return JSONResponse(
-            status_code=200 if healthy else 503,
-            content={"status": "healthy" if healthy else "unhealthy", "components": components},
-            headers={"Cache-Control": "no-cache"},
-        )
-
+    ctx = HttpContext(
+        backends=backends,
+        needs=role_guard(authenticator),
+        parameter_limits=parameter_limits or ParameterLimits(),
+        stopping=stopping or asyncio.Event(),
+        max_list_limit=max_list_limit,
+        events_poll_seconds=events_poll_seconds,
+    )
+    app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(jobs_router(ctx))
+    app.include_router(db_router(ctx))
+    app.include_router(monitor_router(ctx, list(queues)))
+    _drop_default_422(app)
     return app
+
+
+def _drop_default_422(app: FastAPI) -> None:
+    """Bad input is a 400 with the common body here; FastAPI's 422 schema would mislead."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

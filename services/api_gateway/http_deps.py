@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, Request
-from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -54,12 +54,19 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    flat = get_flat_dependant(route.dependant)
-    allowed = frozenset(p.alias for p in flat.query_params) | _ALWAYS_ALLOWED
+    allowed = _query_names(route.dependant) | _ALWAYS_ALLOWED
     for name in request.query_params:
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             raise InvalidArgument(f"{name}: unknown query field (known: {known})", name)
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """Query fields a route declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
 
 
 def parse_since(since: str | None, now: dt.datetime | None = None) -> dt.datetime | None:

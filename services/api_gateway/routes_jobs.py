@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.api_gateway.auth import Principal, Role
-from services.api_gateway.context import HttpContext, check_job_id
+from services.api_gateway.context import JOB_ID_PATTERN, HttpContext, check_job_id
 from services.api_gateway.convert import job_to_json
 from services.api_gateway.http_deps import QueryCheck
 from services.api_gateway.params import parse_parameters
 from services.api_gateway.sse import job_events, sse_stream
 from shared.errors import InvalidArgument
 
-JobIdPath = Annotated[str, Path(description="64 hex characters", examples=["0" * 64])]
+JobIdPath = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, description="64 hex characters", examples=["0" * 64])
+]
 _JOB_TYPE = r"^[a-z][a-z0-9_]{0,63}$"
 _SUBMIT_BODY = {
     "requestBody": {
@@ -115,7 +117,9 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         after_seq = _last_seq(after, last_event_id)
         # Fetched before the response starts, so an unknown job is a plain 404.
         first = await ctx.backends.list_events(job_id, after_seq)
-        events = job_events(ctx.backends, job_id, after_seq, ctx.events_poll_seconds, first)
+        events = job_events(
+            ctx.backends, job_id, after_seq, ctx.events_poll_seconds, ctx.stopping, first
+        )
         return StreamingResponse(
             sse_stream(events),
             media_type="text/event-stream",

@@ -1,35 +1,139 @@
-"""The public gRPC JobService (coremachine.jobs.v1)."""
+"""The public gRPC JobService (coremachine.jobs.v1): thin, over the same backends as HTTP."""
 
 from __future__ import annotations
 
-import re
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import grpc
 
 from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.api_gateway.auth import Authenticator, Role
 from services.api_gateway.backends import Backends
-from services.api_gateway.convert import job_to_public, struct_to_json_bytes
+from services.api_gateway.context import check_job_id
+from services.api_gateway.convert import (
+    event_to_public,
+    job_to_public,
+    job_type_to_public,
+    struct_to_dict,
+    task_to_public,
+)
+from services.api_gateway.grpc_auth import current_principal, map_stream_errors, requires
+from services.api_gateway.params import ParameterLimits, check_parameters
+from services.api_gateway.sse import StreamEnd, job_events
 from shared.errors import InvalidArgument
 from shared.grpc_errors import map_errors
 
-_JOB_ID = re.compile(r"^[0-9a-f]{64}$")
-
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, backends: Backends) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        authenticator: Authenticator,
+        *,
+        parameter_limits: ParameterLimits | None = None,
+        max_list_limit: int = 1000,
+        events_poll_seconds: float = 0.2,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
         self.backends = backends
+        self.authenticator = authenticator
+        self.parameter_limits = parameter_limits or ParameterLimits()
+        self.max_list_limit = max_list_limit
+        self.events_poll_seconds = events_poll_seconds
+        self.stopping = stopping or asyncio.Event()
+
+    def _limit(self, limit: int) -> int:
+        if limit < 0:
+            raise InvalidArgument("limit: must be >= 0 (0 = the default)", "limit")
+        return min(limit, self.max_list_limit)
 
     @map_errors
+    @requires(Role.SUBMITTER)
     async def SubmitJob(self, request, context):
         if not request.job_type:
             raise InvalidArgument("job_type is required", "job_type")
-        response = await self.backends.submit(
-            request.job_type, struct_to_json_bytes(request.parameters)
-        )
+        parameters = struct_to_dict(request.parameters)
+        check_parameters(parameters, self.parameter_limits, "parameters")
+        response = await self.backends.submit(request.job_type, json.dumps(parameters).encode())
         return jobs_pb2.SubmitJobResponse(job=job_to_public(response.job), created=response.created)
 
     @map_errors
+    @requires(Role.READER)
     async def GetJob(self, request, context):
-        if not _JOB_ID.match(request.job_id):
-            raise InvalidArgument("job_id must be 64 lower-case hex characters", "job_id")
-        return jobs_pb2.GetJobResponse(
-            job=job_to_public(await self.backends.get_job(request.job_id))
+        job = await self.backends.get_job(check_job_id(request.job_id))
+        return jobs_pb2.GetJobResponse(job=job_to_public(job))
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListJobs(self, request, context):
+        response = await self.backends.list_jobs(
+            request.status, request.job_type, self._limit(request.limit), request.page_token
         )
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_to_public(j) for j in response.jobs],
+            next_page_token=response.next_page_token,
+        )
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListTasks(self, request, context):
+        if request.job_id:
+            check_job_id(request.job_id)
+        if request.stage < 0:
+            raise InvalidArgument("stage: must be >= 1 (0 = every stage)", "stage")
+        response = await self.backends.list_tasks(
+            request.job_id,
+            request.stage,
+            request.status,
+            self._limit(request.limit),
+            request.page_token,
+        )
+        return jobs_pb2.ListTasksResponse(
+            tasks=[task_to_public(t) for t in response.tasks],
+            next_page_token=response.next_page_token,
+        )
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def CancelJob(self, request, context):
+        response = await self.backends.cancel_job(
+            check_job_id(request.job_id),
+            f"cancelled through the API by {current_principal().name}",
+        )
+        return jobs_pb2.CancelJobResponse(job=job_to_public(response.job))
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def ResubmitJob(self, request, context):
+        response = await self.backends.redrive_job(check_job_id(request.job_id))
+        return jobs_pb2.ResubmitJobResponse(
+            job=job_to_public(response.job), tasks_requeued=response.tasks_requeued
+        )
+
+    @map_stream_errors
+    @requires(Role.READER)
+    async def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
+        if request.after_seq < 0:
+            raise InvalidArgument("after_seq: must be >= 0", "after_seq")
+        events = job_events(
+            self.backends,
+            check_job_id(request.job_id),
+            request.after_seq,
+            self.events_poll_seconds,
+            self.stopping,
+        )
+        async for item in events:
+            if isinstance(item, StreamEnd):
+                return
+            if item is not None:
+                yield jobs_pb2.WatchJobResponse(event=event_to_public(item))
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListJobTypes(self, request, context):
+        infos = await self.backends.job_types()
+        return jobs_pb2.ListJobTypesResponse(job_types=[job_type_to_public(i) for i in infos])

@@ -33,7 +33,9 @@ class GatewaySettings(CommonSettings):
 
     # Input limits: parameters are stored and shipped between services, so
     # very large or deeply nested ones are refused at the edge.
-    max_parameter_bytes: int = Field(65_536, ge=1024, validation_alias="GATEWAY_MAX_PARAMETER_BYTES")
+    max_parameter_bytes: int = Field(
+        65_536, ge=1024, validation_alias="GATEWAY_MAX_PARAMETER_BYTES"
+    )
     max_parameter_depth: int = Field(20, ge=1, validation_alias="GATEWAY_MAX_PARAMETER_DEPTH")
     max_list_limit: int = Field(1000, ge=1, le=1000, validation_alias="GATEWAY_MAX_LIST_LIMIT")
     # How often an event stream asks the state service for new events while idle.

@@ -10,6 +10,7 @@ says the job is terminal and nothing follows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from coremachine.common.v1 import common_pb2
 from coremachine.state.v1 import state_pb2
 from services.api_gateway.backends import Backends
 from services.api_gateway.convert import event_to_json
-from shared.errors import CoreMachineError
+from shared.errors import CoreMachineError, Unavailable
 
 # A comment line now and then keeps proxies from closing an idle stream.
 KEEPALIVE_SECONDS = 15.0
@@ -38,12 +39,15 @@ async def job_events(
     job_id: str,
     after_seq: int,
     poll_seconds: float,
+    stopping: asyncio.Event,
     first: state_pb2.ListEventsResponse | None = None,
 ) -> AsyncIterator[common_pb2.JobEvent | StreamEnd | None]:
     """Yields events after after_seq, None while idle (once per poll), StreamEnd last.
 
     `first` is a response already fetched (so that an unknown job fails
-    before an HTTP stream has started).
+    before an HTTP stream has started). When `stopping` is set (the gateway
+    shuts down) the stream fails with Unavailable so the client resumes
+    elsewhere, instead of holding the shutdown up.
     """
     response = first or await backends.list_events(job_id, after_seq, _PAGE)
     while True:
@@ -55,7 +59,10 @@ async def job_events(
             return
         if not response.events:
             yield None
-            await asyncio.sleep(poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), poll_seconds)
+        if stopping.is_set():
+            raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
         response = await backends.list_events(job_id, after_seq, _PAGE)
 
 

@@ -8,15 +8,19 @@ import grpc
 
 from coremachine.orchestrator.v1 import orchestrator_pb2_grpc
 from coremachine.state.v1 import state_pb2_grpc
+from services.orchestrator.claim_check import StagePayloads
 from services.orchestrator.consumer import JobsConsumer
 from services.orchestrator.jobs.catalog import build_registry
 from services.orchestrator.planner import Planner
 from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.settings import OrchestratorSettings
+from shared.blobstore import BlobStore
+from shared.blobstores import open_blob_store
 from shared.broker import Broker
 from shared.broker_factory import open_broker
 from shared.grpc_channel import open_channel
 from shared.grpc_server import GrpcServer
+from shared.grpc_tls import TlsConfig
 
 
 @dataclass
@@ -25,30 +29,44 @@ class OrchestratorApp:
     consumer: JobsConsumer
     broker: Broker
     channel: grpc.aio.Channel
+    blobs: BlobStore
 
     async def close(self) -> None:
         await self.broker.close()
         await self.channel.close()
+        await self.blobs.close()
 
 
 async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     registry = build_registry(settings)
     registry.check()  # fail fast: every stage's task type must be handled by workers
-    channel = open_channel(settings.state_address)
+    channel = open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
     state = state_pb2_grpc.StateServiceStub(channel)
     broker = await open_broker(settings)
+    # The claim check's store: large task parameters out, large results back in.
+    blobs = open_blob_store(
+        settings.blob_store,
+        local_root=settings.blob_local_root,
+        connection_string=settings.azure_storage_connection_string,
+        account_url=settings.azure_storage_account_url,
+    )
+    payloads = StagePayloads(
+        blobs,
+        container=settings.claim_check_container,
+        threshold_bytes=settings.claim_check_threshold_bytes,
+    )
     consumer = JobsConsumer(
         broker,
         settings.jobs_queue,
         state,
         registry,
-        Planner(state, settings.create_chunk_size),
+        Planner(state, settings.create_chunk_size, payloads),
         settings.consumer_batch,
     )
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
     server.add(
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
         OrchestratorServicer(registry, state),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
-    return OrchestratorApp(server, consumer, broker, channel)
+    return OrchestratorApp(server, consumer, broker, channel, blobs)

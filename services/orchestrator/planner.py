@@ -8,6 +8,7 @@ from typing import Any
 
 from coremachine.common.v1 import common_pb2
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.orchestrator.claim_check import StagePayloads
 from services.orchestrator.registry import (
     AggregateContext,
     FanIn,
@@ -34,30 +35,37 @@ TERMINAL_JOB = {
 }
 
 
+# Parameters per CreateStageTasks call: a quarter of the servers' 64 MiB
+# message limit, since a claim-checked stage may hold thousands of payloads
+# just under the threshold (192 KiB each).
+CHUNK_MAX_BYTES = 16 * 1024 * 1024
+
+
 class PlanningError(Exception):
     """The job type's planning or aggregation failed: the job fails."""
 
 
 class Planner:
-    def __init__(self, state: state_pb2_grpc.StateServiceStub, chunk_size: int) -> None:
+    def __init__(
+        self, state: state_pb2_grpc.StateServiceStub, chunk_size: int, payloads: StagePayloads
+    ) -> None:
         self.state = state
         self.chunk_size = chunk_size
+        self.payloads = payloads
 
     async def stage_results(self, job_id: str, stage: int) -> list[PreviousResult]:
-        results = []
+        rows = []
         async for chunk in self.state.GetStageResults(
             state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage)
         ):
-            for r in chunk.results:
-                results.append(
-                    PreviousResult(
-                        r.task_index,
-                        _STATUS_NAME.get(r.status, "unknown"),
-                        json.loads(r.result_json) if r.result_json else None,
-                        r.error,
-                    )
-                )
-        return results
+            rows.extend(chunk.results)
+        # Results a worker stored by claim check are fetched here, so planning
+        # and aggregators see values, never references.
+        values = await self.payloads.load_many([r.result_json for r in rows])
+        return [
+            PreviousResult(r.task_index, _STATUS_NAME.get(r.status, "unknown"), value, r.error)
+            for r, value in zip(rows, values, strict=True)
+        ]
 
     async def failed_tasks(self, job_id: str) -> list[dict[str, Any]]:
         """Tasks of the job that failed for good, in stage and index order."""
@@ -99,6 +107,9 @@ class Planner:
             encoded = [json.dumps(p).encode() for p in planned]
         except Exception as exc:
             raise PlanningError(f"planning stage {stage} ({spec.name}) failed: {exc!r}") from exc
+        # Outside the try: a blob-store outage is transient (the message is
+        # retried), not a planning error that fails the job.
+        encoded = await self.payloads.wrap_parameters(encoded, job_id=job.job_id, stage=stage)
         total = len(encoded)
         policy = state_pb2.StagePolicy(
             max_attempts=spec.retry.max_attempts,
@@ -109,13 +120,12 @@ class Planner:
         created = 0
         # Chunks keep each transaction and message bounded; the stage's total
         # is fixed in the first one, so completions cannot finish it early.
-        starts = range(0, total, self.chunk_size) if total else [0]
-        for start in starts:
+        for indexes in _chunks(encoded, self.chunk_size, CHUNK_MAX_BYTES):
             chunk = [
                 state_pb2.NewTask(
                     task_index=i, task_type=spec.task_type, parameters_json=encoded[i]
                 )
-                for i in range(start, min(start + self.chunk_size, total))
+                for i in indexes
             ]
             response = await self.state.CreateStageTasks(
                 state_pb2.CreateStageTasksRequest(
@@ -134,7 +144,7 @@ class Planner:
             json.loads(job.parameters_json or b"{}"),
             json.loads(job.stage_results_json or b"{}"),
             final,
-            await self.failed_tasks(job.job_id),
+            await self.failed_tasks(job.job_id) if _any_failed(job) else [],
         )
         try:
             return (job_type.aggregate or default_summary)(ctx)
@@ -154,3 +164,24 @@ def _fan_in_params(params: dict[str, Any], ctx: PlanContext, inline_limit: int) 
         **params,
         "previous_results": {"$stage_results": {"job_id": ctx.job_id, "stage": ctx.stage - 1}},
     }
+
+
+def _chunks(encoded: list[bytes], max_count: int, max_bytes: int) -> list[range]:
+    """Consecutive index ranges of at most max_count tasks and about max_bytes of parameters.
+
+    An empty stage is one empty chunk: the call still fixes its total (zero).
+    """
+    chunks: list[range] = []
+    start, size = 0, 0
+    for i, payload in enumerate(encoded):
+        if i > start and (i - start >= max_count or size + len(payload) > max_bytes):
+            chunks.append(range(start, i))
+            start, size = i, 0
+        size += len(payload)
+    chunks.append(range(start, len(encoded)))
+    return chunks
+
+
+def _any_failed(job: common_pb2.Job) -> bool:
+    """Whether any stage recorded a failed task (saves a query when none did)."""
+    return any(stage.failed for stage in job.stages)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from services.state.bootstrap import build
+from services.state.bootstrap import build, current_conninfo, open_credentials
 from services.state.schema import migrate_all
 from services.state.settings import StateSettings
 from shared.grpc_server import serve_until_signalled
@@ -18,13 +18,19 @@ log = logging.getLogger("services.state")
 async def serve(settings: StateSettings) -> None:
     app = await build(settings)
     await serve_until_signalled(
-        app.server, background=[app.relay.run, app.janitor.run], on_shutdown=app.close
+        app.server, background=[app.relay.run, app.janitor.run, app.feed.run], on_shutdown=app.close
     )
 
 
 async def migrate(settings: StateSettings) -> None:
-    broker_url = settings.broker_database_url or settings.database_url
-    await migrate_all(settings.database_url, broker_url if settings.broker == "postgres" else None)
+    credentials, secrets = open_credentials(settings)
+    try:
+        database_url = await current_conninfo(credentials)
+        broker_url = settings.broker_database_url or database_url
+        await migrate_all(database_url, broker_url if settings.broker == "postgres" else None)
+    finally:
+        await credentials.close()
+        await secrets.close()
     log.info("migrations applied")
 
 

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from coremachine.common.v1 import common_pb2
 from services.state.rows import EventRow, JobRow, StageRow, TaskRow
-from services.state.store import JobView, StageResult
+from services.state.store import ClaimedTask, JobView, StageResult
 
 JOB_STATUS = {
     s: getattr(common_pb2, f"JOB_STATUS_{s.upper()}")
@@ -108,4 +108,19 @@ def event_to_proto(event: EventRow) -> common_pb2.JobEvent:
         task_id=event.task_id or "",
         data_json=_json(event.data),
         created_at=_ts(event.created_at),
+    )
+
+
+def claimed_to_proto(task: ClaimedTask) -> common_pb2.Task:
+    """A claimed task with just what the worker needs (the hot path: no timestamps)."""
+    return common_pb2.Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        job_type=task.job_type,
+        task_type=task.task_type,
+        stage=task.stage,
+        task_index=task.task_index,
+        status=common_pb2.TASK_STATUS_PROCESSING,
+        parameters_json=task.parameters_json.encode(),
+        attempt=task.attempt,
     )

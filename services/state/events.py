@@ -7,7 +7,6 @@ event committed later with a smaller number.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import psycopg
 
 from services.state.sql import Q
+from shared.pg_json import records, values
 
 
 @dataclass(slots=True)
@@ -36,17 +36,19 @@ async def append_events(conn: psycopg.AsyncConnection, events: list[NewEvent]) -
     )
     last = dict(await cur.fetchall())
     next_seq = {job_id: last[job_id] - n + 1 for job_id, n in counts.items() if job_id in last}
-    rows: dict[str, list] = {
-        k: [] for k in ("job_ids", "seqs", "types", "stages", "task_ids", "data")
-    }
+    rows = []
     for event in events:
         if event.job_id not in next_seq:
             continue  # job deleted meanwhile
-        rows["job_ids"].append(event.job_id)
-        rows["seqs"].append(next_seq[event.job_id])
+        rows.append(
+            {
+                "job_id": event.job_id,
+                "seq": next_seq[event.job_id],
+                "event_type": event.event_type,
+                "stage": event.stage,
+                "task_id": event.task_id,
+                "data": event.data,
+            }
+        )
         next_seq[event.job_id] += 1
-        rows["types"].append(event.event_type)
-        rows["stages"].append(event.stage)
-        rows["task_ids"].append(event.task_id)
-        rows["data"].append(json.dumps(event.data))
-    await conn.execute(Q.insert_events, rows)
+    await conn.execute(Q.insert_events, {"events": records(rows), "job_ids": values(next_seq)})

@@ -50,8 +50,8 @@ WHERE job_id = %(job_id)s AND status IN ('queued', 'processing');
 INSERT INTO coremachine.tasks
     (task_id, job_id, job_type, task_type, stage, task_index, parameters)
 SELECT t.task_id, %(job_id)s, %(job_type)s, t.task_type, %(stage)s, t.task_index, t.parameters
-FROM unnest(%(task_ids)s::text[], %(task_types)s::text[], %(task_indexes)s::int[],
-            %(parameters)s::jsonb[]) AS t(task_id, task_type, task_index, parameters)
+FROM jsonb_to_recordset(%(tasks)s::jsonb)
+     AS t(task_id text, task_type text, task_index int, parameters jsonb)
 ON CONFLICT (task_id) DO NOTHING
 RETURNING task_id, task_type, attempt;
 
@@ -60,15 +60,18 @@ UPDATE coremachine.tasks t
 SET status = 'processing', lease_token = gen_random_uuid(), lease_owner = %(worker_id)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
     started_at = coalesce(t.started_at, now()), updated_at = now()
-FROM unnest(%(task_ids)s::text[], %(attempts)s::int[]) AS c(task_id, attempt)
+FROM jsonb_to_recordset(%(claims)s::jsonb) AS c(task_id text, attempt int)
 WHERE t.task_id = c.task_id AND t.attempt = c.attempt AND t.status = 'queued'
-RETURNING t.*;
+-- Parameters as text: handed to the worker verbatim, never decoded here.
+RETURNING t.task_id, t.job_id, t.job_type, t.task_type, t.stage, t.task_index, t.attempt,
+          t.parameters::text AS parameters_json, t.lease_token::text AS lease_token;
 
 -- name: task_states
 SELECT task_id, status, attempt FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
 
 -- name: jobs_of_tasks
-SELECT DISTINCT job_id FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
+SELECT DISTINCT job_id FROM coremachine.tasks
+WHERE task_id IN (SELECT jsonb_array_elements_text(%(task_ids)s::jsonb));
 
 -- name: settle_succeeded
 -- Compare-and-set on the lease token: a stale attempt, a duplicate delivery
@@ -77,8 +80,7 @@ UPDATE coremachine.tasks t
 SET status = 'completed', result_data = o.result, error_details = NULL,
     lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
     completed_at = now(), updated_at = now()
-FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[], %(results)s::jsonb[])
-     AS o(task_id, token, result)
+FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(task_id text, token uuid, result jsonb)
 WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
 RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.attempt;
 
@@ -96,8 +98,8 @@ SET status = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attemp
     completed_at = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attempts
                         THEN NULL ELSE now() END,
     updated_at = now()
-FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[], %(errors)s::text[], %(retryable)s::bool[])
-     AS o(task_id, token, error, retryable),
+FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+     AS o(task_id text, token uuid, error text, retryable bool),
      coremachine.job_stages s
 WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
   AND s.job_id = t.job_id AND s.stage = t.stage
@@ -172,7 +174,7 @@ WHERE s.job_id = %(job_id)s AND s.stage = d.stage;
 -- name: renew_leases
 UPDATE coremachine.tasks t
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
-FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[]) AS l(task_id, token)
+FROM jsonb_to_recordset(%(leases)s::jsonb) AS l(task_id text, token uuid)
 WHERE t.task_id = l.task_id AND t.lease_token = l.token AND t.status = 'processing'
 RETURNING t.task_id;
 
@@ -181,15 +183,16 @@ RETURNING t.task_id;
 UPDATE coremachine.tasks t
 SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
-FROM unnest(%(task_ids)s::text[], %(tokens)s::uuid[]) AS l(task_id, token)
+FROM jsonb_to_recordset(%(leases)s::jsonb) AS l(task_id text, token uuid)
 WHERE t.task_id = l.task_id AND t.lease_token = l.token AND t.status = 'processing'
 RETURNING t.task_id, t.job_id, t.task_type, t.attempt;
 
 -- name: stage_results
-SELECT task_index, task_id, status, result_data, error_details
+SELECT task_index, task_id, status::text, result_data::text, error_details
 FROM coremachine.tasks
-WHERE job_id = %(job_id)s AND stage = %(stage)s
-ORDER BY task_index;
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND task_index > %(after)s
+ORDER BY task_index
+LIMIT %(limit)s;
 
 -- name: list_tasks
 SELECT * FROM coremachine.tasks
@@ -220,9 +223,15 @@ WHERE j.job_id = c.job_id
 RETURNING j.job_id, j.last_event_seq;
 
 -- name: insert_events
-INSERT INTO coremachine.job_events (job_id, seq, event_type, stage, task_id, data)
-SELECT * FROM unnest(%(job_ids)s::text[], %(seqs)s::bigint[], %(types)s::text[],
-                     %(stages)s::int[], %(task_ids)s::text[], %(data)s::jsonb[]);
+-- Watchers (long-polling ListEvents) are woken by a NOTIFY per job at commit.
+WITH inserted AS (
+    INSERT INTO coremachine.job_events (job_id, seq, event_type, stage, task_id, data)
+    SELECT e.job_id, e.seq, e.event_type, e.stage, e.task_id, coalesce(e.data, '{}')
+    FROM jsonb_to_recordset(%(events)s::jsonb)
+         AS e(job_id text, seq bigint, event_type text, stage int, task_id text, data jsonb)
+)
+SELECT pg_notify('cm_job_events', j.job_id)
+FROM (SELECT DISTINCT value AS job_id FROM jsonb_array_elements_text(%(job_ids)s::jsonb)) j;
 
 -- name: acquire_lease
 -- Single-leader election: take the lease if free or expired, or renew it.

@@ -10,10 +10,13 @@ import grpc
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 from services.state import convert
 from services.state.admin import Admin
+from services.state.event_feed import EventFeed
 from services.state.store import Claim, NewTaskSpec, Outcome, StagePolicy, StateStore
 from shared.domain.retry import RetryPolicy
 from shared.errors import CoreMachineError, InvalidArgument
 from shared.grpc_errors import map_errors, status_for
+
+MAX_WAIT_MS = 30_000
 
 
 def _json_or_empty(data: bytes, field: str) -> object:
@@ -32,9 +35,10 @@ def _require(value: str, field: str) -> str:
 
 
 class StateServicer(state_pb2_grpc.StateServiceServicer):
-    def __init__(self, store: StateStore, admin: Admin) -> None:
+    def __init__(self, store: StateStore, admin: Admin, feed: EventFeed | None = None) -> None:
         self.store = store
         self.admin = admin
+        self.feed = feed
 
     @map_errors
     async def CancelJob(self, request, context):
@@ -52,9 +56,13 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     async def ListEvents(self, request, context):
         if request.after_seq < 0:
             raise InvalidArgument("after_seq must be >= 0", "after_seq")
-        events, complete = await self.store.list_events(
-            _require(request.job_id, "job_id"), request.after_seq, request.limit
-        )
+        job_id = _require(request.job_id, "job_id")
+        events, complete = await self.store.list_events(job_id, request.after_seq, request.limit)
+        if not events and not complete and request.wait_ms > 0 and self.feed is not None:
+            await self.feed.wait(job_id, min(request.wait_ms, MAX_WAIT_MS) / 1000)
+            events, complete = await self.store.list_events(
+                job_id, request.after_seq, request.limit
+            )
         return state_pb2.ListEventsResponse(
             events=[convert.event_to_proto(e) for e in events], complete=complete
         )
@@ -184,8 +192,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                 state_pb2.ClaimResult(
                     task_id=o.task_id,
                     granted=o.task is not None,
-                    lease_token=str(o.task.lease_token) if o.task else "",
-                    task=convert.task_to_proto(o.task) if o.task else None,
+                    lease_token=o.task.lease_token if o.task else "",
+                    task=convert.claimed_to_proto(o.task) if o.task else None,
                     reason=o.reason,
                 )
                 for o in outcomes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import CommonSettings
@@ -9,6 +11,17 @@ from shared.settings import CommonSettings
 
 class StateSettings(CommonSettings):
     database_url: str = Field(validation_alias="DATABASE_URL")
+    # password: from the URL, else the secret `database-password`; entra: an
+    # Entra ID token (Azure Database for PostgreSQL with managed identity).
+    database_auth: Literal["password", "entra"] = Field(
+        "password", validation_alias="DATABASE_AUTH"
+    )
+    secrets_provider: Literal["env", "file", "keyvault"] = Field(
+        "env", validation_alias="SECRETS_PROVIDER"
+    )
+    secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
+    key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
+    secrets_cache_seconds: float = Field(300.0, gt=0, validation_alias="SECRETS_CACHE_SECONDS")
     grpc_port: int = Field(50061, ge=0, le=65535, validation_alias="STATE_GRPC_PORT")
     pool_max_size: int = Field(10, ge=2, validation_alias="STATE_POOL_MAX_SIZE")
     migrate_on_start: bool = Field(True, validation_alias="STATE_MIGRATE_ON_START")

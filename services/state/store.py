@@ -28,11 +28,12 @@ from shared.domain.ids import task_id_for
 from shared.domain.retry import RetryPolicy, backoff_seconds
 from shared.domain.statuses import JobStatus, TaskStatus
 from shared.errors import Conflict, InvalidArgument, NotFound
+from shared.pg_json import records, records_with_raw, values
 
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
-RESULTS_CHUNK = 1000
+RESULTS_CHUNK = 5000
 
 
 @dataclass(slots=True)
@@ -60,10 +61,25 @@ class Claim:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """What a worker needs to run a claimed task."""
+
+    task_id: str
+    job_id: str
+    job_type: str
+    task_type: str
+    stage: int
+    task_index: int
+    attempt: int
+    parameters_json: str
+    lease_token: str
+
+
 @dataclass(slots=True)
 class ClaimOutcome:
     task_id: str
-    task: TaskRow | None
+    task: ClaimedTask | None
     reason: str = ""
 
 
@@ -345,10 +361,20 @@ class StateStore:
                         "job_id": job_id,
                         "job_type": job.job_type,
                         "stage": stage,
-                        "task_ids": [task_id_for(job_id, stage, t.task_index) for t in tasks],
-                        "task_types": [t.task_type for t in tasks],
-                        "task_indexes": [t.task_index for t in tasks],
-                        "parameters": [t.parameters_json for t in tasks],
+                        "tasks": records_with_raw(
+                            (
+                                (
+                                    {
+                                        "task_id": task_id_for(job_id, stage, t.task_index),
+                                        "task_type": t.task_type,
+                                        "task_index": t.task_index,
+                                    },
+                                    t.parameters_json,
+                                )
+                                for t in tasks
+                            ),
+                            "parameters",
+                        ),
                     },
                 )
                 inserted = await cur.fetchall()
@@ -403,23 +429,26 @@ class StateStore:
         return advanced
 
     async def stage_results(self, job_id: str, stage: int) -> AsyncIterator[list[StageResult]]:
-        """Yields the stage's task results in chunks, ordered by task index."""
-        async with self.pool.connection() as conn:
-            await self._job(conn, job_id)
-            async with conn.transaction():
-                cur = conn.cursor(name="stage_results")
-                await cur.execute(Q.stage_results, {"job_id": job_id, "stage": stage})
-                while rows := await cur.fetchmany(RESULTS_CHUNK):
-                    yield [
-                        StageResult(
-                            index,
-                            task_id,
-                            status,
-                            None if result is None else json.dumps(result),
-                            error,
-                        )
-                        for index, task_id, status, result, error in rows
-                    ]
+        """Yields the stage's task results in chunks, ordered by task index.
+
+        Keyset pages over the (job, stage, task_index) key: one round trip for
+        a small stage, bounded memory for a 100,000-task one.
+        """
+        after = -1
+        while True:
+            async with self.pool.connection() as conn:
+                if after < 0:
+                    await self._job(conn, job_id)
+                cur = await conn.execute(
+                    Q.stage_results,
+                    {"job_id": job_id, "stage": stage, "after": after, "limit": RESULTS_CHUNK},
+                )
+                rows = await cur.fetchall()
+            if rows:
+                yield [StageResult(*row) for row in rows]
+            if len(rows) < RESULTS_CHUNK:
+                return
+            after = rows[-1][0]
 
     # -- tasks -----------------------------------------------------------------
 
@@ -432,14 +461,15 @@ class StateStore:
         ids = [c.task_id for c in claims]
         async with self.pool.connection() as conn, conn.transaction():
             await self._lock_jobs_of(conn, ids)
-            cur = conn.cursor(row_factory=class_row(TaskRow))
+            cur = conn.cursor(row_factory=class_row(ClaimedTask))
             await cur.execute(
                 Q.claim_tasks,
                 {
                     "worker_id": worker_id,
                     "lease_seconds": lease_seconds,
-                    "task_ids": ids,
-                    "attempts": [c.attempt for c in claims],
+                    "claims": records(
+                        [{"task_id": c.task_id, "attempt": c.attempt} for c in claims]
+                    ),
                 },
             )
             granted = {t.task_id: t for t in await cur.fetchall()}
@@ -504,9 +534,16 @@ class StateStore:
                 cur = await conn.execute(
                     Q.settle_succeeded,
                     {
-                        "task_ids": [o.task_id for o in ok],
-                        "tokens": [o.lease_token for o in ok],
-                        "results": [o.result_json or "null" for o in ok],
+                        "outcomes": records_with_raw(
+                            (
+                                (
+                                    {"task_id": o.task_id, "token": o.lease_token},
+                                    o.result_json or "null",
+                                )
+                                for o in ok
+                            ),
+                            "result",
+                        ),
                     },
                 )
                 for task_id, job_id, stage, _index, attempt in await cur.fetchall():
@@ -520,10 +557,15 @@ class StateStore:
                 cur = await conn.execute(
                     Q.settle_failed,
                     {
-                        "task_ids": [o.task_id for o in bad],
-                        "tokens": [o.lease_token for o in bad],
-                        "errors": [o.error[:8000] for o in bad],
-                        "retryable": [o.retryable for o in bad],
+                        "outcomes": records(
+                            {
+                                "task_id": o.task_id,
+                                "token": o.lease_token,
+                                "error": o.error[:8000],
+                                "retryable": o.retryable,
+                            }
+                            for o in bad
+                        ),
                     },
                 )
                 for (
@@ -617,8 +659,7 @@ class StateStore:
                 Q.renew_leases,
                 {
                     "lease_seconds": lease_seconds,
-                    "task_ids": [t for t, _ in leases],
-                    "tokens": [tok for _, tok in leases],
+                    "leases": records({"task_id": t, "token": tok} for t, tok in leases),
                 },
             )
             renewed = {row[0] for row in await cur.fetchall()}
@@ -632,7 +673,7 @@ class StateStore:
             await self._lock_jobs_of(conn, [t for t, _ in leases])
             cur = await conn.execute(
                 Q.release_tasks,
-                {"task_ids": [t for t, _ in leases], "tokens": [tok for _, tok in leases]},
+                {"leases": records({"task_id": t, "token": tok} for t, tok in leases)},
             )
             return [row[0] for row in await cur.fetchall()]
 
@@ -689,7 +730,7 @@ class StateStore:
         return job
 
     async def _lock_jobs_of(self, conn: psycopg.AsyncConnection, task_ids: list[str]) -> None:
-        cur = await conn.execute(Q.jobs_of_tasks, {"task_ids": task_ids})
+        cur = await conn.execute(Q.jobs_of_tasks, {"task_ids": values(task_ids)})
         job_ids = [row[0] for row in await cur.fetchall()]
         if job_ids:
             await conn.execute(Q.lock_jobs, {"job_ids": job_ids})

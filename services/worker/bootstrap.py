@@ -7,13 +7,17 @@ from dataclasses import dataclass
 import grpc
 
 from coremachine.state.v1 import state_pb2_grpc
+from services.worker.claim_check import TaskPayloads
 from services.worker.consumer import TaskConsumer
 from services.worker.registry import HANDLERS, check_handlers
 from services.worker.settings import WorkerSettings
+from shared.blobstore import BlobStore
+from shared.blobstores import open_blob_store
 from shared.broker import Broker
 from shared.broker_factory import open_broker
 from shared.grpc_channel import open_channel
 from shared.grpc_server import GrpcServer
+from shared.grpc_tls import TlsConfig
 
 
 @dataclass
@@ -22,17 +26,25 @@ class WorkerApp:
     consumer: TaskConsumer
     broker: Broker
     channel: grpc.aio.Channel
+    blobs: BlobStore
 
     async def close(self) -> None:
         await self.broker.close()
         await self.channel.close()
+        await self.blobs.close()
 
 
 async def build(settings: WorkerSettings) -> WorkerApp:
     check_handlers()  # fail fast: a handler for every task type of the contract
-    channel = open_channel(settings.state_address)
+    channel = open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
     state = state_pb2_grpc.StateServiceStub(channel)
     broker = await open_broker(settings)
+    blobs = open_blob_store(
+        settings.blob_store,
+        local_root=settings.blob_local_root,
+        connection_string=settings.azure_storage_connection_string,
+        account_url=settings.azure_storage_account_url,
+    )
     consumer = TaskConsumer(
         broker,
         settings.tasks_queue,
@@ -45,7 +57,13 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         lease_seconds=settings.lease_seconds,
         lock_seconds=settings.broker_lock_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
+        blobs=blobs,
+        payloads=TaskPayloads(
+            blobs,
+            container=settings.claim_check_container,
+            threshold_bytes=settings.claim_check_threshold_bytes,
+        ),
     )
     # The worker serves only health and reflection: probes and grpcurl.
-    server = GrpcServer(settings.grpc_port)
-    return WorkerApp(server, consumer, broker, channel)
+    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
+    return WorkerApp(server, consumer, broker, channel, blobs)

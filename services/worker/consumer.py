@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -24,8 +23,10 @@ import grpc
 from pydantic import ValidationError
 
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.worker.claim_check import TaskPayloads
 from services.worker.context import TaskContext
 from services.worker.registry import Handler, run_handler
+from shared.blobstore import BlobStore
 from shared.broker import Broker, LockLostError, ReceivedMessage
 from shared.logging_setup import log_context
 from shared.messages import TaskMessage
@@ -60,6 +61,8 @@ class TaskConsumer:
         lease_seconds: int,
         lock_seconds: float,
         shutdown_grace: float,
+        blobs: BlobStore,
+        payloads: TaskPayloads,
     ) -> None:
         self.broker = broker
         self.queue = queue
@@ -72,6 +75,8 @@ class TaskConsumer:
         self.lease_seconds = lease_seconds
         self.heartbeat_interval = max(0.5, min(lease_seconds, lock_seconds) / 3)
         self.shutdown_grace = shutdown_grace
+        self.blobs = blobs
+        self.payloads = payloads
         self.in_flight: set[InFlight] = set()
         self._outcomes: asyncio.Queue[InFlight] = asyncio.Queue()
         self._slot_free = asyncio.Event()
@@ -164,15 +169,21 @@ class TaskConsumer:
                 task.task_index,
                 task.attempt,
                 self.state,
+                self.blobs,
+                self.payloads,
             )
             try:
-                params = json.loads(task.parameters_json) if task.parameters_json else {}
+                # Claim check both ways: referenced parameters are fetched before
+                # the handler runs, a large result is stored and reported by reference.
+                params = await self.payloads.load(task.parameters_json) or {}
                 result = await run_handler(self.handlers[task.task_type], params, ctx)
                 outcome = state_pb2.TaskOutcome(
                     task_id=task.task_id,
                     lease_token=entry.lease_token,
                     succeeded=True,
-                    result_json=json.dumps(result).encode(),
+                    result_json=await self.payloads.store_result(
+                        result, job_id=task.job_id, stage=task.stage, task_index=task.task_index
+                    ),
                 )
             except asyncio.CancelledError:
                 raise

@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from services.worker.context import TaskContext
-from services.worker.handlers import diamond, hello_world, noop
+from services.worker.handlers import (
+    container_contents,
+    container_summary,
+    diamond,
+    hello_world,
+    noop,
+)
 from shared.task_types import TASK_TYPES
 
 Handler = Callable[[dict[str, Any], TaskContext], Awaitable[Any] | Any]
@@ -25,6 +31,10 @@ HANDLERS: Mapping[str, Handler] = {
     "diamond_split": diamond.split,
     "diamond_square": diamond.square,
     "diamond_sum": diamond.total,
+    "container_summary_task": container_summary.summarize,
+    "list_container_blobs": container_contents.list_blobs,
+    "analyze_single_blob": container_contents.analyze_blob,
+    "summarize_blob_inventory": container_contents.summarize_inventory,
 }
 
 

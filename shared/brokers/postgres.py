@@ -10,9 +10,9 @@ on that notification (or on the next scheduled message) instead of polling.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ from shared.broker import (
     ReceivedMessage,
 )
 from shared.migrations import Ledger, check_schema, migrate
+from shared.pg_json import records
 from shared.sql_queries import Queries
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,15 @@ async def enqueue_in_transaction(
         {
             "queue": queue,
             "channel": channel_for(queue),
-            "message_ids": [m.message_id for m in messages],
-            "bodies": [m.body for m in messages],
-            "properties": [json.dumps(dict(m.properties)) for m in messages],
-            "scheduled": [m.scheduled_at for m in messages],
+            "messages": records(
+                {
+                    "message_id": m.message_id,
+                    "body": base64.b64encode(m.body).decode(),
+                    "properties": dict(m.properties),
+                    "scheduled_at": m.scheduled_at.isoformat() if m.scheduled_at else None,
+                }
+                for m in messages
+            ),
         },
     )
 
@@ -232,11 +238,8 @@ class PostgresBroker:
     # -- settling --------------------------------------------------------------
 
     @staticmethod
-    def _locks(messages: Sequence[ReceivedMessage]) -> dict[str, list]:
-        return {
-            "seqs": [m.raw for m in messages],
-            "tokens": [m.lock_token for m in messages],
-        }
+    def _locks(messages: Sequence[ReceivedMessage]) -> dict[str, str]:
+        return {"locks": records({"seq": m.raw, "token": m.lock_token} for m in messages)}
 
     async def complete(self, messages: Sequence[ReceivedMessage]) -> None:
         if not messages:

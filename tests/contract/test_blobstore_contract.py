@@ -1,7 +1,7 @@
 """One contract suite for every blob-store adapter: memory, local directory, Azure (on Azurite).
 
 Azurite is started once per session by the `azurite_connection_string`
-fixture; it is installed by `make node-deps` (and `make test`).
+fixture (tests/azurite.py); it is installed by `make node-deps` (and `make test`).
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,83 +26,7 @@ from shared.blobstore import (
 )
 from shared.blobstores.local import LocalBlobStore
 from shared.blobstores.memory import MemoryBlobStore
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
-# Azurite's well-known development account (public, documented by Microsoft).
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-STARTUP_DEADLINE = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> bool:
-    """Polls until Azurite accepts connections; False if it exited first."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)  # poll interval, not a wait for work
-    proc.kill()
-    pytest.fail(
-        f"Azurite did not accept connections on port {port} within {STARTUP_DEADLINE}s; "
-        f"log:\n{log.read_text(errors='replace')}"
-    )
-
-
-@pytest.fixture(scope="session")
-def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Starts Azurite's blob service on a free port; yields a dev-account connection string."""
-    if not AZURITE_BIN.exists():
-        pytest.fail(
-            f"{AZURITE_BIN} is missing: run `make node-deps` to install Azurite "
-            "(the Azure blob-store contract tests need it)"
-        )
-    workdir = tmp_path_factory.mktemp("azurite")
-    log = workdir / "azurite.log"
-    # A free port can be taken between probing and binding: try a few.
-    for _ in range(3):
-        port = _free_port()
-        with open(log, "wb") as log_file:
-            proc = subprocess.Popen(
-                [
-                    str(AZURITE_BIN),
-                    "--skipApiVersionCheck",
-                    "--inMemoryPersistence",
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    str(port),
-                    "--silent",
-                ],
-                cwd=workdir,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        if _wait_until_listening(proc, port, log):
-            break
-    else:
-        pytest.fail(f"Azurite exited during start-up; log:\n{log.read_text(errors='replace')}")
-    try:
-        yield (
-            "DefaultEndpointsProtocol=http;"
-            f"AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
-        )
-    finally:
-        # In-memory data is disposable, and on SIGTERM Azurite waits out its idle
-        # keep-alive connections (seconds), so it is killed outright.
-        proc.kill()
-        proc.wait()
+from tests.azurite import azurite_connection_string  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(params=["memory", "local", "azure"])

@@ -8,6 +8,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from tests.e2e.conftest import grpc_metadata
 
 pytestmark = pytest.mark.e2e
 
@@ -72,25 +73,28 @@ def test_wrong_method_is_405(stack, http):
 def test_grpc_errors(stack):
     with grpc.insecure_channel(stack.grpc_address) as channel:
         client = jobs_pb2_grpc.JobServiceStub(channel)
+        md = grpc_metadata(stack)
         with pytest.raises(grpc.RpcError) as err:
-            client.SubmitJob(jobs_pb2.SubmitJobRequest(job_type="no_such_job"))
+            client.SubmitJob(jobs_pb2.SubmitJobRequest(job_type="no_such_job"), metadata=md)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "hello_world" in err.value.details()
         params = struct_pb2.Struct()
         params.update({"n": -1})
         with pytest.raises(grpc.RpcError) as err:
-            client.SubmitJob(jobs_pb2.SubmitJobRequest(job_type="hello_world", parameters=params))
+            client.SubmitJob(
+                jobs_pb2.SubmitJobRequest(job_type="hello_world", parameters=params), metadata=md
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details().startswith("n:")
         with pytest.raises(grpc.RpcError) as err:
-            client.GetJob(jobs_pb2.GetJobRequest(job_id="f" * 64))
+            client.GetJob(jobs_pb2.GetJobRequest(job_id="f" * 64), metadata=md)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_health_reports_each_service(stack, http):
     r = http.get("/api/health")
     assert r.status_code == 200
-    assert r.json()["components"] == {
+    assert r.json()["components"]["services"] == {
         "state": "serving",
         "orchestrator": "serving",
         "worker": "serving",

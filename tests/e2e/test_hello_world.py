@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import grpc_metadata, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -60,12 +60,15 @@ def test_hello_world_over_grpc(stack, http, n):
     with grpc.insecure_channel(stack.grpc_address) as channel:
         client = jobs_pb2_grpc.JobServiceStub(channel)
         submitted = client.SubmitJob(
-            jobs_pb2.SubmitJobRequest(job_type="hello_world", parameters=params)
+            jobs_pb2.SubmitJobRequest(job_type="hello_world", parameters=params),
+            metadata=grpc_metadata(stack),
         )
         assert submitted.created
         job_id = submitted.job.job_id
         wait_for_job(http, job_id)
-        job = client.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).job
+        job = client.GetJob(
+            jobs_pb2.GetJobRequest(job_id=job_id), metadata=grpc_metadata(stack)
+        ).job
         assert job.status == common_pb2.JOB_STATUS_COMPLETED
         assert len(job.result.struct_value["replies"]) == n
         assert [s.completed for s in job.stages] == [n, n]

@@ -88,7 +88,7 @@ async def test_janitor_reclaims_expired_leases_with_the_next_attempt(pool, store
 async def test_janitor_advances_a_stage_whose_advancement_was_lost(pool, store, broker, pg_conn):
     job_id = await make_job(store)
     await make_stage(store, job_id, 1, 3)
-    claimed = await claim_stage(store, job_id, 1)
+    await claim_stage(store, job_id, 1)
     # Simulate a lost advancement: tasks done, but the counter says one remains.
     await pg_conn.execute(
         "UPDATE coremachine.tasks SET status = 'completed', lease_token = NULL WHERE job_id = %s",

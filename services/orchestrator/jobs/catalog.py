@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services.orchestrator.jobs.container_contents import list_container_contents
+from services.orchestrator.jobs.container_summary import summarize_container
 from services.orchestrator.jobs.diamond import diamond
 from services.orchestrator.jobs.hello_world import hello_world
 from services.orchestrator.jobs.noop import noop
@@ -16,4 +18,12 @@ def build_registry(settings: OrchestratorSettings) -> JobRegistry:
         backoff_base_ms=settings.retry_base_ms,
         backoff_max_ms=settings.retry_max_ms,
     )
-    return JobRegistry([hello_world(settings.hello_world_max_n, retry), diamond(), noop()])
+    return JobRegistry(
+        [
+            hello_world(settings.hello_world_max_n, retry),
+            diamond(),
+            noop(),
+            summarize_container(retry),
+            list_container_contents(retry),
+        ]
+    )

@@ -5,9 +5,10 @@
 -- commits (scheduled messages are found by the consumer's next-visible timer).
 WITH inserted AS (
     INSERT INTO broker.messages (queue, message_id, body, properties, visible_at)
-    SELECT %(queue)s, m.message_id, m.body, m.properties, coalesce(m.scheduled_at, now())
-    FROM unnest(%(message_ids)s::text[], %(bodies)s::bytea[], %(properties)s::jsonb[],
-                %(scheduled)s::timestamptz[]) AS m(message_id, body, properties, scheduled_at)
+    SELECT %(queue)s, m.message_id, decode(m.body, 'base64'), coalesce(m.properties, '{}'),
+           coalesce(m.scheduled_at, now())
+    FROM jsonb_to_recordset(%(messages)s::jsonb)
+         AS m(message_id text, body text, properties jsonb, scheduled_at timestamptz)
     ON CONFLICT (queue, message_id) DO NOTHING
 )
 SELECT pg_notify(%(channel)s, '');
@@ -50,14 +51,14 @@ FROM broker.messages WHERE queue = %(queue)s AND NOT dead_lettered;
 
 -- name: complete
 DELETE FROM broker.messages m
-USING unnest(%(seqs)s::bigint[], %(tokens)s::uuid[]) AS s(seq, token)
+USING jsonb_to_recordset(%(locks)s::jsonb) AS s(seq bigint, token uuid)
 WHERE m.seq = s.seq AND m.lock_token = s.token AND m.visible_at > now() AND NOT m.dead_lettered
 RETURNING m.seq;
 
 -- name: abandon
 UPDATE broker.messages m
 SET lock_token = NULL, visible_at = now() + make_interval(secs => %(delay_seconds)s)
-FROM unnest(%(seqs)s::bigint[], %(tokens)s::uuid[]) AS s(seq, token)
+FROM jsonb_to_recordset(%(locks)s::jsonb) AS s(seq bigint, token uuid)
 WHERE m.seq = s.seq AND m.lock_token = s.token AND m.visible_at > now() AND NOT m.dead_lettered
 RETURNING m.seq;
 
@@ -71,7 +72,7 @@ RETURNING seq;
 -- name: renew_locks
 UPDATE broker.messages m
 SET visible_at = now() + make_interval(secs => %(lock_seconds)s)
-FROM unnest(%(seqs)s::bigint[], %(tokens)s::uuid[]) AS s(seq, token)
+FROM jsonb_to_recordset(%(locks)s::jsonb) AS s(seq bigint, token uuid)
 WHERE m.seq = s.seq AND m.lock_token = s.token AND m.visible_at > now() AND NOT m.dead_lettered
 RETURNING m.seq, m.visible_at;
 

@@ -1,0 +1,212 @@
+"""`make bench`: throughput, latency and cost of CoreMachine on this machine.
+
+Starts the stack (four service processes, PostgreSQL queue) on the embedded
+PostgreSQL (or DATABASE_URL), then measures:
+- throughput: a two-stage no-op job (n tasks, then n more) from submit to
+  completed, for each n, as tasks per second;
+- latency: sequential n=1 jobs, submit to completed, p50 and p99;
+- cost: PostgreSQL transactions per task (pg_stat_database), peak RSS per service.
+Prints a table and writes bench/latest.json. Never a timed assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psutil
+import psycopg
+from google.protobuf import struct_pb2
+from rich.console import Console
+from rich.table import Table
+
+from coremachine.common.v1 import common_pb2
+from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from shared.pg_urls import start_embedded
+from stack.processes import ROOT, Ports, Stack
+
+console = Console()
+TERMINAL = {
+    common_pb2.JOB_STATUS_COMPLETED,
+    common_pb2.JOB_STATUS_COMPLETED_WITH_ERRORS,
+    common_pb2.JOB_STATUS_FAILED,
+    common_pb2.JOB_STATUS_CANCELLED,
+}
+
+
+class RssSampler(threading.Thread):
+    """Samples each service's resident memory; keeps the peak."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.peak: dict[str, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for name, proc in self.stack.procs.items():
+                try:
+                    rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak.get(name, 0.0), rss)
+            self.stopped.wait(0.1)
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+class Bench:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.channel = grpc.insecure_channel(stack.grpc_address)
+        self.client = jobs_pb2_grpc.JobServiceStub(self.channel)
+        key = getattr(stack, "api_key", None)
+        self.metadata = [("authorization", f"Bearer {key}")] if key else []
+
+    def submit(self, job_type: str, **params) -> str:
+        struct = struct_pb2.Struct()
+        struct.update(params)
+        response = self.client.SubmitJob(
+            jobs_pb2.SubmitJobRequest(job_type=job_type, parameters=struct), metadata=self.metadata
+        )
+        return response.job.job_id
+
+    def wait(self, job_id: str, poll: float) -> jobs_pb2.Job:
+        while True:
+            job = self.client.GetJob(
+                jobs_pb2.GetJobRequest(job_id=job_id), metadata=self.metadata
+            ).job
+            if job.status in TERMINAL:
+                return job
+            time.sleep(poll)
+
+    def xacts(self) -> int:
+        with psycopg.connect(self.stack.database_url) as conn:
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def throughput(self, n: int) -> dict[str, float]:
+        start = time.perf_counter()
+        job_id = self.submit("noop", n=n, run=uuid.uuid4().hex)
+        job = self.wait(job_id, poll=0.05)
+        seconds = time.perf_counter() - start
+        if job.status != common_pb2.JOB_STATUS_COMPLETED:
+            raise RuntimeError(f"benchmark job ended {job.status}: {job.error}")
+        return {
+            "n": n,
+            "tasks": 2 * n,
+            "seconds": round(seconds, 3),
+            "tasks_per_s": round(2 * n / seconds, 1),
+        }
+
+    def latency(self, jobs: int) -> dict[str, float]:
+        samples = []
+        for _ in range(jobs):
+            start = time.perf_counter()
+            job_id = self.submit("noop", n=1, run=uuid.uuid4().hex)
+            self.wait(job_id, poll=0.005)
+            samples.append((time.perf_counter() - start) * 1000)
+        samples.sort()
+        return {
+            "jobs": jobs,
+            "p50": round(statistics.median(samples), 1),
+            "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        }
+
+
+def report(results: dict) -> None:
+    table = Table(title="CoreMachine benchmark")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for t in results["throughput"]:
+        table.add_row(
+            f"throughput n={t['n']:,} ({t['tasks']:,} tasks)",
+            f"{t['tasks_per_s']:,} tasks/s in {t['seconds']} s",
+        )
+    lat = results["latency_ms"]
+    table.add_row(f"latency n=1 ({lat['jobs']} jobs)", f"p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+    table.add_row("PostgreSQL transactions per task", str(results["pg_xacts_per_task"]))
+    for name, mb in results["peak_rss_mb"].items():
+        table.add_row(f"peak RSS {name}", f"{mb} MB")
+    console.print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="n per throughput run")
+    parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--output", default=str(ROOT / "bench" / "latest.json"))
+    args = parser.parse_args()
+    sizes = [100, 1000] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    latency_jobs = 20 if args.smoke else args.latency_jobs
+    url = os.environ.get("DATABASE_URL") or start_embedded(ROOT / ".data" / "bench-pg")
+    from tests.databases import create_database, drop_database
+
+    db = create_database(url, prefix="cm_bench")
+    stack = Stack(
+        db,
+        Ports.free(),
+        log_dir=ROOT / ".data" / "bench-logs",
+        extra_env={"LOG_LEVEL": "WARNING", "HELLO_WORLD_MAX_N": "1000000"},
+    )
+    sampler = RssSampler(stack)
+    try:
+        stack.up()
+        sampler.start()
+        bench = Bench(stack)
+        bench.throughput(100)  # warm-up: connections, JIT-free code paths, caches
+        throughput = []
+        tasks = 0
+        xacts_before = bench.xacts()
+        for n in sizes:
+            result = bench.throughput(n)
+            console.print(f"n={n:,}: {result['tasks_per_s']:,} tasks/s ({result['seconds']} s)")
+            throughput.append(result)
+            tasks += 2 * n
+        xacts_per_task = (bench.xacts() - xacts_before) / tasks
+        latency = bench.latency(latency_jobs)
+        results = {
+            "machine": machine(),
+            "smoke": args.smoke,
+            "throughput": throughput,
+            "latency_ms": latency,
+            "pg_xacts_per_task": round(xacts_per_task, 2),
+            "peak_rss_mb": {k: round(v, 1) for k, v in sorted(sampler.peak.items())},
+        }
+    finally:
+        sampler.stopped.set()
+        stack.stop()
+        drop_database(url, db)
+    report(results)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    if not args.smoke:
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    else:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
