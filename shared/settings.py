@@ -18,6 +18,12 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    # Where secrets (database password, API keys) come from: shared/secrets_providers.
+    secrets_provider: Literal["env", "file", "keyvault"] = Field(
+        "env", validation_alias="SECRETS_PROVIDER"
+    )
+    secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
+    key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
     log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
 
     broker: Literal["postgres", "servicebus"] = Field("postgres", validation_alias="BROKER")

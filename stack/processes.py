@@ -191,16 +191,20 @@ class Stack:
         self.wait_serving(service)
 
     def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
-        """SIGTERM every service (gateway first), wait, SIGKILL stragglers."""
+        """SIGTERM the services front to back, each after the previous one exited.
+
+        The gateway goes first (no new work), the state service last, so that
+        the worker can still report what it finishes during its grace period.
+        """
+        codes: dict[str, int | None] = {}
         for service in reversed(SERVICES):
             proc = self.procs.get(service)
-            if proc is not None and proc.poll() is None:
+            if proc is None:
+                continue
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        deadline = time.monotonic() + timeout
-        for service, proc in self.procs.items():
             try:
-                codes[service] = proc.wait(max(0.1, deadline - time.monotonic()))
+                codes[service] = proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes[service] = proc.wait()

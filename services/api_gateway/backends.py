@@ -120,12 +120,15 @@ class Backends:
         )
 
     async def list_events(
-        self, job_id: str, after_seq: int, limit: int = 500
+        self, job_id: str, after_seq: int, limit: int = 500, wait_seconds: float = 0.0
     ) -> state_pb2.ListEventsResponse:
+        """Events after after_seq; with wait_seconds, a long poll for the next one."""
         return await _call(
             self.state.ListEvents,
-            state_pb2.ListEventsRequest(job_id=job_id, after_seq=after_seq, limit=limit),
-            _READ_TIMEOUT,
+            state_pb2.ListEventsRequest(
+                job_id=job_id, after_seq=after_seq, limit=limit, wait_ms=int(wait_seconds * 1000)
+            ),
+            _READ_TIMEOUT + wait_seconds,
         )
 
     # -- state: operations -----------------------------------------------------

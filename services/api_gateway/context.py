@@ -25,7 +25,7 @@ class HttpContext:
     # Set when the gateway shuts down: open event streams end at once.
     stopping: asyncio.Event
     max_list_limit: int = 1000
-    events_poll_seconds: float = 0.2
+    events_poll_seconds: float = 10.0
 
 
 def check_job_id(job_id: str, field: str = "job_id") -> str:

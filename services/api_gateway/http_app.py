@@ -53,7 +53,7 @@ def create_app(
     max_body_bytes: int = 1_048_576,
     parameter_limits: ParameterLimits | None = None,
     max_list_limit: int = 1000,
-    events_poll_seconds: float = 0.2,
+    events_poll_seconds: float = 10.0,
     queues: tuple[str, ...] = ("jobs", "tasks"),
     stopping: asyncio.Event | None = None,
 ) -> FastAPI:

@@ -34,7 +34,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         *,
         parameter_limits: ParameterLimits | None = None,
         max_list_limit: int = 1000,
-        events_poll_seconds: float = 0.2,
+        events_poll_seconds: float = 10.0,
         stopping: asyncio.Event | None = None,
     ) -> None:
         self.backends = backends

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from shared.settings import CommonSettings
@@ -22,11 +20,6 @@ class GatewaySettings(CommonSettings):
     # (SECRETS_PROVIDER=env reads it from API_KEYS). Turning auth off is only
     # for local development and is logged as a warning at start-up.
     auth_disabled: bool = Field(False, validation_alias="GATEWAY_AUTH_DISABLED")
-    secrets_provider: Literal["env", "file", "keyvault"] = Field(
-        "env", validation_alias="SECRETS_PROVIDER"
-    )
-    secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
-    key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
     api_keys_secret: str = Field("api-keys", validation_alias="GATEWAY_API_KEYS_SECRET")
     # A revoked key stops working within this many seconds.
     api_keys_ttl_seconds: float = Field(60.0, gt=0, validation_alias="GATEWAY_API_KEYS_TTL_SECONDS")
@@ -39,4 +32,8 @@ class GatewaySettings(CommonSettings):
     max_parameter_depth: int = Field(20, ge=1, validation_alias="GATEWAY_MAX_PARAMETER_DEPTH")
     max_list_limit: int = Field(1000, ge=1, le=1000, validation_alias="GATEWAY_MAX_LIST_LIMIT")
     # How often an event stream asks the state service for new events while idle.
-    events_poll_seconds: float = Field(0.2, gt=0, validation_alias="GATEWAY_EVENTS_POLL_SECONDS")
+    # Long-poll window of one event request to the state service (it answers
+    # at once when the job gets an event); also the keepalive cadence of SSE.
+    events_poll_seconds: float = Field(
+        10.0, gt=0, le=30, validation_alias="GATEWAY_EVENTS_POLL_SECONDS"
+    )

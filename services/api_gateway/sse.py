@@ -3,7 +3,8 @@
 The state service keeps an append-only, gap-free event record per job, so a
 stream is "ask for events after seq N" in a loop: resuming after a dropped
 connection is the same call with the last seq seen. While nothing new has
-happened the loop polls every `poll_seconds`; it ends when the state service
+happened it long-polls the state service (which answers the moment the job
+gets a new event, or after `poll_seconds`); it ends when the state service
 says the job is terminal and nothing follows.
 """
 
@@ -57,13 +58,28 @@ async def job_events(
         if response.complete:
             yield StreamEnd(after_seq)
             return
-        if not response.events:
-            yield None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), poll_seconds)
         if stopping.is_set():
             raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
-        response = await backends.list_events(job_id, after_seq, _PAGE)
+        if response.events:
+            response = await backends.list_events(job_id, after_seq, _PAGE)
+            continue
+        yield None  # idle: a chance for a keepalive
+        # Long poll: the state service answers as soon as the job has a new
+        # event (woken by its commit), or after poll_seconds with nothing.
+        call = asyncio.ensure_future(
+            backends.list_events(job_id, after_seq, _PAGE, wait_seconds=poll_seconds)
+        )
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CoreMachineError):
+                await call
+            raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
+        response = call.result()
 
 
 def sse_event(event: common_pb2.JobEvent) -> str:

@@ -43,6 +43,14 @@ def _ids_of(letter: DeadLetter) -> tuple[str, str]:
     return job_id, task_id
 
 
+def _check_sequences(sequences: list[str]) -> list[str]:
+    """Dead-letter sequence numbers (as both brokers number them)."""
+    bad = [s for s in sequences if not s.isdigit()]
+    if bad:
+        raise InvalidArgument(f"sequences must be sequence numbers, not {bad[:3]}", "sequences")
+    return sequences
+
+
 class Admin:
     def __init__(
         self, pool: AsyncConnectionPool, broker: Broker, store: StateStore, settings: StateSettings
@@ -96,11 +104,13 @@ class Admin:
         return [DeadLetterView(letter, *_ids_of(letter)) for letter in letters]
 
     async def replay(self, queue: str, sequences: list[str]) -> int:
-        return await self.broker.replay_dead_letters(self._check_queue(queue), sequences)
+        return await self.broker.replay_dead_letters(
+            self._check_queue(queue), _check_sequences(sequences)
+        )
 
     async def fail(self, queue: str, sequences: list[str], reason: str) -> tuple[int, int]:
         """Fails the jobs of the given dead letters, then purges the letters."""
-        wanted = set(sequences)
+        wanted = set(_check_sequences(sequences))
         letters = [v for v in await self.dead_letters(queue, 1000) if v.letter.sequence in wanted]
         failed = 0
         for view in letters:

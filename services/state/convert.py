@@ -66,7 +66,7 @@ def job_to_proto(view: JobView) -> common_pb2.Job:
     )
 
 
-def task_to_proto(task: TaskRow, max_attempts: int = 0) -> common_pb2.Task:
+def task_to_proto(task: TaskRow) -> common_pb2.Task:
     return common_pb2.Task(
         task_id=task.task_id,
         job_id=task.job_id,
@@ -79,7 +79,7 @@ def task_to_proto(task: TaskRow, max_attempts: int = 0) -> common_pb2.Task:
         result_json=_json(task.result_data),
         error=task.error_details or "",
         attempt=task.attempt,
-        max_attempts=max_attempts,
+        max_attempts=task.max_attempts,
         created_at=_ts(task.created_at),
         updated_at=_ts(task.updated_at),
         started_at=_ts(task.started_at),

@@ -195,12 +195,15 @@ ORDER BY task_index
 LIMIT %(limit)s;
 
 -- name: list_tasks
-SELECT * FROM coremachine.tasks
-WHERE (%(job_id)s::text IS NULL OR job_id = %(job_id)s)
-  AND (%(stage)s::int IS NULL OR stage = %(stage)s)
-  AND (%(status)s::coremachine.task_status IS NULL OR status = %(status)s)
-  AND (%(after_task_id)s::text IS NULL OR (job_id, stage, task_index) > (%(after_job_id)s, %(after_stage)s, %(after_index)s))
-ORDER BY job_id, stage, task_index
+SELECT t.*, s.max_attempts
+FROM coremachine.tasks t
+JOIN coremachine.job_stages s ON s.job_id = t.job_id AND s.stage = t.stage
+WHERE (%(job_id)s::text IS NULL OR t.job_id = %(job_id)s)
+  AND (%(stage)s::int IS NULL OR t.stage = %(stage)s)
+  AND (%(status)s::coremachine.task_status IS NULL OR t.status = %(status)s)
+  AND (%(after_task_id)s::text IS NULL
+       OR (t.job_id, t.stage, t.task_index) > (%(after_job_id)s, %(after_stage)s, %(after_index)s))
+ORDER BY t.job_id, t.stage, t.task_index
 LIMIT %(limit)s;
 
 -- name: insert_outbox

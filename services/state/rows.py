@@ -68,6 +68,8 @@ class TaskRow:
     updated_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+    # From the task's stage (retry budget); listed with each task.
+    max_attempts: int
 
 
 @dataclass(slots=True)

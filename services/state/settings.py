@@ -16,11 +16,6 @@ class StateSettings(CommonSettings):
     database_auth: Literal["password", "entra"] = Field(
         "password", validation_alias="DATABASE_AUTH"
     )
-    secrets_provider: Literal["env", "file", "keyvault"] = Field(
-        "env", validation_alias="SECRETS_PROVIDER"
-    )
-    secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
-    key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
     secrets_cache_seconds: float = Field(300.0, gt=0, validation_alias="SECRETS_CACHE_SECONDS")
     grpc_port: int = Field(50061, ge=0, le=65535, validation_alias="STATE_GRPC_PORT")
     pool_max_size: int = Field(10, ge=2, validation_alias="STATE_POOL_MAX_SIZE")

@@ -80,6 +80,7 @@ class TaskConsumer:
         self.in_flight: set[InFlight] = set()
         self._outcomes: asyncio.Queue[InFlight] = asyncio.Queue()
         self._slot_free = asyncio.Event()
+        self._give_up_reporting_at: float | None = None
 
     # -- main loop -------------------------------------------------------------
 
@@ -226,6 +227,15 @@ class TaskConsumer:
                 # The outcome is kept and re-sent: if the state service
                 # committed before failing, the re-send is rejected as stale
                 # (lease token already cleared), so nothing counts twice.
+                if self._give_up_reporting_at is not None and (
+                    asyncio.get_running_loop().time() > self._give_up_reporting_at
+                ):
+                    # Shutting down with the state service gone: the leases
+                    # expire and the janitor re-queues these tasks.
+                    log.error("state unavailable at shutdown; %d outcomes not reported", len(batch))
+                    for entry in batch:
+                        self.in_flight.discard(entry)
+                    return
                 log.warning("reporting outcomes failed (%s); retrying", exc.code().name)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -271,6 +281,7 @@ class TaskConsumer:
     # -- shutdown --------------------------------------------------------------
 
     async def _drain(self) -> None:
+        self._give_up_reporting_at = asyncio.get_running_loop().time() + self.shutdown_grace + 5
         runners = [e.runner for e in self.in_flight if e.runner and not e.runner.done()]
         if runners:
             log.info("waiting up to %.0fs for %d running tasks", self.shutdown_grace, len(runners))
