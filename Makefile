@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
+export PYTHONPATH := $(CURDIR):$(CURDIR)/gen:$(CURDIR)/sdk
 
 .PHONY: run up test bench lint fmt gen check-gen buf-lint deps node-deps clean
 

@@ -22,25 +22,16 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 import psutil
 import psycopg
-from google.protobuf import struct_pb2
 from rich.console import Console
 from rich.table import Table
 
-from coremachine.common.v1 import common_pb2
-from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from coremachine_sdk import Client, JobStatus
 from shared.pg_urls import start_embedded
 from stack.processes import ROOT, Ports, Stack
 
 console = Console()
-TERMINAL = {
-    common_pb2.JOB_STATUS_COMPLETED,
-    common_pb2.JOB_STATUS_COMPLETED_WITH_ERRORS,
-    common_pb2.JOB_STATUS_FAILED,
-    common_pb2.JOB_STATUS_CANCELLED,
-}
 
 
 class RssSampler(threading.Thread):
@@ -74,29 +65,11 @@ def machine() -> dict[str, object]:
 
 
 class Bench:
+    """Drives jobs through the public SDK, as a user would."""
+
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.channel = grpc.insecure_channel(stack.grpc_address)
-        self.client = jobs_pb2_grpc.JobServiceStub(self.channel)
-        key = getattr(stack, "api_key", None)
-        self.metadata = [("authorization", f"Bearer {key}")] if key else []
-
-    def submit(self, job_type: str, **params) -> str:
-        struct = struct_pb2.Struct()
-        struct.update(params)
-        response = self.client.SubmitJob(
-            jobs_pb2.SubmitJobRequest(job_type=job_type, parameters=struct), metadata=self.metadata
-        )
-        return response.job.job_id
-
-    def wait(self, job_id: str, poll: float) -> jobs_pb2.Job:
-        while True:
-            job = self.client.GetJob(
-                jobs_pb2.GetJobRequest(job_id=job_id), metadata=self.metadata
-            ).job
-            if job.status in TERMINAL:
-                return job
-            time.sleep(poll)
+        self.client = Client(stack.grpc_address, api_key=getattr(stack, "api_key", None))
 
     def xacts(self) -> int:
         with psycopg.connect(self.stack.database_url) as conn:
@@ -108,10 +81,10 @@ class Bench:
 
     def throughput(self, n: int) -> dict[str, float]:
         start = time.perf_counter()
-        job_id = self.submit("noop", n=n, run=uuid.uuid4().hex)
-        job = self.wait(job_id, poll=0.05)
+        job = self.client.submit("noop", n=n, run=uuid.uuid4().hex)
+        job = self.client.wait(job.job_id, timeout=3600)
         seconds = time.perf_counter() - start
-        if job.status != common_pb2.JOB_STATUS_COMPLETED:
+        if job.status != JobStatus.COMPLETED:
             raise RuntimeError(f"benchmark job ended {job.status}: {job.error}")
         return {
             "n": n,
@@ -124,8 +97,8 @@ class Bench:
         samples = []
         for _ in range(jobs):
             start = time.perf_counter()
-            job_id = self.submit("noop", n=1, run=uuid.uuid4().hex)
-            self.wait(job_id, poll=0.005)
+            job = self.client.submit("noop", n=1, run=uuid.uuid4().hex)
+            self.client.wait(job.job_id, timeout=60)
             samples.append((time.perf_counter() - start) * 1000)
         samples.sort()
         return {
@@ -133,6 +106,9 @@ class Bench:
             "p50": round(statistics.median(samples), 1),
             "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
         }
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def report(results: dict) -> None:
@@ -187,6 +163,7 @@ def main() -> int:
             tasks += 2 * n
         xacts_per_task = (bench.xacts() - xacts_before) / tasks
         latency = bench.latency(latency_jobs)
+        bench.close()
         results = {
             "machine": machine(),
             "smoke": args.smoke,

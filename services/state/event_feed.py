@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -26,19 +26,28 @@ class EventFeed:
         self.connect = connect
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
 
-    async def wait(self, job_id: str, timeout: float) -> None:
-        """Returns when the job gets an event, or after timeout seconds."""
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set when the job gets new events while the block runs.
+
+        Register first, then read: an event committed between the read and the
+        wait still sets it, so no wake-up is lost.
+        """
         event = asyncio.Event()
         self._waiters[job_id].add(event)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+            yield event
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[job_id]
+
+    async def wait(self, job_id: str, timeout: float) -> None:
+        """Returns when the job gets an event, or after timeout seconds."""
+        with self.watching(job_id) as event, contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
     def _wake(self, job_id: str) -> None:
         for event in self._waiters.get(job_id, ()):

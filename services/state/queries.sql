@@ -13,9 +13,13 @@ SELECT * FROM coremachine.jobs WHERE job_id = %(job_id)s;
 -- name: lock_job
 SELECT * FROM coremachine.jobs WHERE job_id = %(job_id)s FOR UPDATE;
 
--- name: lock_jobs
-SELECT job_id, status FROM coremachine.jobs
-WHERE job_id = ANY(%(job_ids)s::text[]) ORDER BY job_id FOR UPDATE;
+-- name: lock_jobs_of_tasks
+-- The jobs of a batch of tasks, locked in key order (the first lock taken).
+SELECT * FROM coremachine.jobs
+WHERE job_id IN (SELECT t.job_id FROM coremachine.tasks t
+                 WHERE t.task_id IN (SELECT jsonb_array_elements_text(%(task_ids)s::jsonb)))
+ORDER BY job_id
+FOR UPDATE;
 
 -- name: list_jobs
 SELECT * FROM coremachine.jobs
@@ -69,10 +73,6 @@ RETURNING t.task_id, t.job_id, t.job_type, t.task_type, t.stage, t.task_index, t
 -- name: task_states
 SELECT task_id, status, attempt FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
 
--- name: jobs_of_tasks
-SELECT DISTINCT job_id FROM coremachine.tasks
-WHERE task_id IN (SELECT jsonb_array_elements_text(%(task_ids)s::jsonb));
-
 -- name: settle_succeeded
 -- Compare-and-set on the lease token: a stale attempt, a duplicate delivery
 -- or a task cancelled meanwhile changes nothing.
@@ -123,18 +123,20 @@ WHERE (job_id, stage) IN (SELECT * FROM unnest(%(job_ids)s::text[], %(stages)s::
 ORDER BY job_id, stage FOR UPDATE;
 
 -- name: finish_stage
--- The status CAS makes advancing idempotent (janitor re-evaluation, replays).
-UPDATE coremachine.job_stages
-SET status = %(status)s, completed_at = now()
-WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'running'
-RETURNING *;
-
--- name: record_stage_summary
+-- The status CAS makes advancing idempotent (janitor re-evaluation, replays);
+-- the job's current stage and stage summary move in the same statement.
+WITH finished AS (
+    UPDATE coremachine.job_stages
+    SET status = %(status)s, completed_at = now()
+    WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'running'
+    RETURNING stage
+)
 UPDATE coremachine.jobs
 SET stage_results = stage_results || jsonb_build_object(%(stage)s::text, %(summary)s::jsonb),
     stage = CASE WHEN %(next_stage)s::int IS NULL THEN stage ELSE %(next_stage)s END,
     updated_at = now()
-WHERE job_id = %(job_id)s;
+WHERE job_id = %(job_id)s AND EXISTS (SELECT 1 FROM finished)
+RETURNING job_id;
 
 -- name: complete_job
 UPDATE coremachine.jobs j
@@ -218,23 +220,30 @@ FROM coremachine.outbox ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 -- name: delete_outbox
 DELETE FROM coremachine.outbox WHERE id = ANY(%(ids)s::bigint[]);
 
--- name: bump_event_seq
-UPDATE coremachine.jobs j
-SET last_event_seq = j.last_event_seq + c.n
-FROM unnest(%(job_ids)s::text[], %(counts)s::int[]) AS c(job_id, n)
-WHERE j.job_id = c.job_id
-RETURNING j.job_id, j.last_event_seq;
-
--- name: insert_events
--- Watchers (long-polling ListEvents) are woken by a NOTIFY per job at commit.
-WITH inserted AS (
+-- name: append_events
+-- Numbers the events per job from jobs.last_event_seq (the caller holds the
+-- job row locks, so numbers are gap-free and in commit order), inserts them,
+-- and NOTIFYs watchers (long-polling ListEvents) once per job at commit.
+WITH e AS (
+    SELECT x.job_id, x.event_type, x.stage, x.task_id, coalesce(x.data, '{}') AS data,
+           row_number() OVER (PARTITION BY x.job_id ORDER BY x.ord) AS k
+    FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
+                    AS (job_id text, event_type text, stage int, task_id text, data jsonb))
+         WITH ORDINALITY AS x(job_id, event_type, stage, task_id, data, ord)
+), counts AS (
+    SELECT job_id, max(k) AS n FROM e GROUP BY job_id
+), bumped AS (
+    UPDATE coremachine.jobs j
+    SET last_event_seq = j.last_event_seq + c.n
+    FROM counts c
+    WHERE j.job_id = c.job_id
+    RETURNING j.job_id, j.last_event_seq - c.n AS base
+), inserted AS (
     INSERT INTO coremachine.job_events (job_id, seq, event_type, stage, task_id, data)
-    SELECT e.job_id, e.seq, e.event_type, e.stage, e.task_id, coalesce(e.data, '{}')
-    FROM jsonb_to_recordset(%(events)s::jsonb)
-         AS e(job_id text, seq bigint, event_type text, stage int, task_id text, data jsonb)
+    SELECT e.job_id, b.base + e.k, e.event_type, e.stage, e.task_id, e.data
+    FROM e JOIN bumped b ON b.job_id = e.job_id
 )
-SELECT pg_notify('cm_job_events', j.job_id)
-FROM (SELECT DISTINCT value AS job_id FROM jsonb_array_elements_text(%(job_ids)s::jsonb)) j;
+SELECT pg_notify('cm_job_events', job_id) FROM counts;
 
 -- name: acquire_lease
 -- Single-leader election: take the lease if free or expired, or renew it.

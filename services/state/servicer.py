@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -57,12 +59,24 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         if request.after_seq < 0:
             raise InvalidArgument("after_seq must be >= 0", "after_seq")
         job_id = _require(request.job_id, "job_id")
-        events, complete = await self.store.list_events(job_id, request.after_seq, request.limit)
-        if not events and not complete and request.wait_ms > 0 and self.feed is not None:
-            await self.feed.wait(job_id, min(request.wait_ms, MAX_WAIT_MS) / 1000)
+        if request.wait_ms <= 0 or self.feed is None:
             events, complete = await self.store.list_events(
                 job_id, request.after_seq, request.limit
             )
+        else:
+            # Watch before reading, so an event committed in between is not missed.
+            with self.feed.watching(job_id) as woken:
+                events, complete = await self.store.list_events(
+                    job_id, request.after_seq, request.limit
+                )
+                if not events and not complete:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            woken.wait(), min(request.wait_ms, MAX_WAIT_MS) / 1000
+                        )
+                    events, complete = await self.store.list_events(
+                        job_id, request.after_seq, request.limit
+                    )
         return state_pb2.ListEventsResponse(
             events=[convert.event_to_proto(e) for e in events], complete=complete
         )

@@ -526,7 +526,7 @@ class StateStore:
         completed_stages: list[tuple[str, int]] = []
         wrote_outbox = False
         async with self.pool.connection() as conn, conn.transaction():
-            await self._lock_jobs_of(conn, [o.task_id for o in outcomes])
+            jobs = await self._lock_jobs_of(conn, [o.task_id for o in outcomes])
             per_stage: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
             events: list[NewEvent] = []
             first_failure: dict[tuple[str, int], str] = {}
@@ -632,7 +632,7 @@ class StateStore:
                 )
                 for stage_row in await cur.fetchall():
                     key = (stage_row.job_id, stage_row.stage)
-                    job = await self._job(conn, stage_row.job_id)
+                    job = jobs[stage_row.job_id]
                     if await self._evaluate_stage(conn, job, stage_row, first_failure.get(key)):
                         completed_stages.append(key)
                         wrote_outbox = True
@@ -729,11 +729,13 @@ class StateStore:
             raise NotFound(f"job {job_id} not found")
         return job
 
-    async def _lock_jobs_of(self, conn: psycopg.AsyncConnection, task_ids: list[str]) -> None:
-        cur = await conn.execute(Q.jobs_of_tasks, {"task_ids": values(task_ids)})
-        job_ids = [row[0] for row in await cur.fetchall()]
-        if job_ids:
-            await conn.execute(Q.lock_jobs, {"job_ids": job_ids})
+    async def _lock_jobs_of(
+        self, conn: psycopg.AsyncConnection, task_ids: list[str]
+    ) -> dict[str, JobRow]:
+        """Locks the jobs of these tasks (first, in key order); returns them by id."""
+        cur = conn.cursor(row_factory=class_row(JobRow))
+        await cur.execute(Q.lock_jobs_of_tasks, {"task_ids": values(task_ids)})
+        return {job.job_id: job for job in await cur.fetchall()}
 
     async def _stages(self, conn: psycopg.AsyncConnection, job_id: str) -> list[StageRow]:
         cur = conn.cursor(row_factory=class_row(StageRow))
@@ -773,11 +775,6 @@ class StateStore:
         if stage_row.remaining > 0:
             return False
         status = "completed_with_errors" if stage_row.failed else "completed"
-        cur = await conn.execute(
-            Q.finish_stage, {"job_id": job.job_id, "stage": stage_row.stage, "status": status}
-        )
-        if await cur.fetchone() is None:
-            return False
         summary = {
             "task_count": stage_row.task_count,
             "completed": stage_row.completed,
@@ -786,15 +783,18 @@ class StateStore:
             "status": status,
         }
         last_stage = stage_row.stage >= job.total_stages
-        await conn.execute(
-            Q.record_stage_summary,
+        cur = await conn.execute(
+            Q.finish_stage,
             {
                 "job_id": job.job_id,
                 "stage": stage_row.stage,
+                "status": status,
                 "summary": json.dumps(summary),
                 "next_stage": None if last_stage else stage_row.stage + 1,
             },
         )
+        if await cur.fetchone() is None:
+            return False
         message = (
             self.outbox.finalize(job.job_id, job.job_type)
             if last_stage
