@@ -7,7 +7,6 @@ its own environment, and waits for the gRPC health checks to say SERVING.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.api_gateway.auth import hash_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("state", "orchestrator", "worker", "api_gateway")
@@ -41,7 +42,7 @@ def api_keys_secret(keys: dict[str, str]) -> str:
             {
                 "name": f"stack-{role}",
                 "role": role,
-                "sha256": hashlib.sha256(key.encode()).hexdigest(),
+                "sha256": hash_key(key),
             }
             for role, key in keys.items()
         ]

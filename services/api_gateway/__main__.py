@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
+import secrets as secrets_module
 
 import uvicorn
 
 from coremachine.jobs.v1 import jobs_pb2_grpc
-from services.api_gateway.auth import ApiKeyAuthenticator, Authenticator, DisabledAuthenticator
+from services.api_gateway.auth import (
+    ApiKeyAuthenticator,
+    Authenticator,
+    DisabledAuthenticator,
+    Role,
+    hash_key,
+)
 from services.api_gateway.backends import Backends
 from services.api_gateway.http_app import create_app
 from services.api_gateway.params import ParameterLimits
@@ -111,7 +120,28 @@ async def serve(settings: GatewaySettings) -> None:
     await serve_until_signalled(server, background=[run_http], on_shutdown=shutdown)
 
 
+def keygen(name: str, role: str) -> None:
+    """Prints a new API key once, and the entry to add to the `api-keys` secret."""
+    roles = [r.name.lower() for r in Role]
+    if role not in roles:
+        raise SystemExit(f"role must be one of {', '.join(roles)}")
+    key = secrets_module.token_urlsafe(32)
+    print(f"API key (shown once, give it to the client): {key}")
+    print("Add to the JSON list in the `api-keys` secret (Key Vault, or API_KEYS locally):")
+    print(json.dumps({"name": name, "role": role, "sha256": hash_key(key)}))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.api_gateway")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve HTTP and gRPC (the default)")
+    new_key = commands.add_parser("keygen", help="make an API key and its hashed secret entry")
+    new_key.add_argument("--name", required=True)
+    new_key.add_argument("--role", required=True, help="reader, submitter or admin")
+    args = parser.parse_args()
+    if args.command == "keygen":
+        keygen(args.name, args.role)
+        return
     settings = GatewaySettings()
     configure_logging("api_gateway", settings.log_level, settings.log_format)
     asyncio.run(serve(settings))

@@ -162,3 +162,24 @@ def test_poison_messages_are_dead_lettered_with_a_reason_and_consumers_survive(
     job = run(client, "hello_world", n=3, message=f"after poison {uuid.uuid4()}")
     assert job["status"] == "completed"
     wait_until(lambda: all(p.poll() is None for p in policy_stack.procs.values()), 1)
+
+
+def test_heartbeats_keep_a_task_longer_than_its_lease_on_its_first_attempt(policy_stack, client):
+    # Lease and broker lock are 3 s here; each task takes 4.5 s. Without the
+    # heartbeat the janitor would reclaim the tasks (attempt 2) and the broker
+    # would redeliver their messages.
+    job = run(client, "hello_world", n=3, task_delay_ms=4500, message="long tasks")
+    assert job["status"] == "completed", job
+    attempts = scalar(
+        policy_stack.database_url,
+        "SELECT max(attempt) FROM coremachine.tasks WHERE job_id = %s",
+        job["job_id"],
+    )
+    assert attempts == 1
+    redelivered = scalar(
+        policy_stack.database_url,
+        "SELECT count(*) FROM coremachine.job_events WHERE job_id = %s"
+        " AND event_type = 'task_retrying'",
+        job["job_id"],
+    )
+    assert redelivered == 0
