@@ -612,13 +612,10 @@ class StateStore:
                         )
                 await self.outbox.write(conn, retries)
                 wrote_outbox = bool(retries)
-            await append_events(conn, events)
             if per_stage:
+                # No separate stage locks: every writer of a stage row holds its
+                # job's row lock first (taken above, in key order).
                 keys = sorted(per_stage)
-                await conn.execute(
-                    Q.lock_stages,
-                    {"job_ids": [k[0] for k in keys], "stages": [k[1] for k in keys]},
-                )
                 cur = conn.cursor(row_factory=class_row(StageRow))
                 await cur.execute(
                     Q.count_into_stages,
@@ -633,13 +630,17 @@ class StateStore:
                 for stage_row in await cur.fetchall():
                     key = (stage_row.job_id, stage_row.stage)
                     job = jobs[stage_row.job_id]
-                    if await self._evaluate_stage(conn, job, stage_row, first_failure.get(key)):
+                    if await self._evaluate_stage(
+                        conn, job, stage_row, first_failure.get(key), events
+                    ):
                         completed_stages.append(key)
                         wrote_outbox = True
                     elif JobStatus(job.status) == JobStatus.PROCESSING and (
                         stage_row.failures_exceed_tolerance()
                     ):
                         wrote_outbox = True
+            # Every event of the batch (tasks, stages, job) in one statement.
+            await append_events(conn, events)
         if wrote_outbox:
             self._poke_relay()
         results = [
@@ -758,19 +759,21 @@ class StateStore:
         job: JobRow,
         stage_row: StageRow,
         failure: str | None,
+        events: list[NewEvent] | None = None,
     ) -> bool:
         """Applies the barrier to a locked, freshly counted stage row.
 
         Fails the job when the stage's failures exceed its tolerance; advances
         the stage when nothing remains. Returns True if the stage completed.
-        The status CAS in finish_stage makes both happen at most once.
+        The status CAS in finish_stage makes both happen at most once. Events
+        go to `events` when given (the caller appends them), else are written.
         """
         if stage_row.status != "running" or JobStatus(job.status).is_terminal:
             return False
         if stage_row.failures_exceed_tolerance():
             if failure is None:
                 failure = await self._describe_failure(conn, job.job_id, stage_row.stage)
-            await self._fail_job_locked(conn, job.job_id, failure)
+            await self._fail_job_locked(conn, job.job_id, failure, events)
             return False
         if stage_row.remaining > 0:
             return False
@@ -801,8 +804,8 @@ class StateStore:
             else self.outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1)
         )
         await self.outbox.write(conn, [message])
-        await append_events(
-            conn, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
+        await _record(
+            conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
         )
         return True
 
@@ -820,15 +823,20 @@ class StateStore:
         return f"task {row[0]} failed after {row[1]} attempt(s): {row[2]}"
 
     async def _fail_job_locked(
-        self, conn: psycopg.AsyncConnection, job_id: str, error: str
+        self,
+        conn: psycopg.AsyncConnection,
+        job_id: str,
+        error: str,
+        events: list[NewEvent] | None = None,
     ) -> bool:
         cur = await conn.execute(Q.fail_job, {"job_id": job_id, "error": error})
         if await cur.fetchone() is None:
             return False
         await conn.execute(Q.fail_running_stages, {"job_id": job_id})
         cancelled = await self._cancel_unfinished(conn, job_id)
-        await append_events(
+        await _record(
             conn,
+            events,
             [NewEvent(job_id, "job_failed", data={"error": error, "tasks_cancelled": cancelled})],
         )
         return True
@@ -842,6 +850,16 @@ class StateStore:
                 {"job_id": job_id, "stages": list(cancelled), "counts": list(cancelled.values())},
             )
         return cancelled.total()
+
+
+async def _record(
+    conn: psycopg.AsyncConnection, collected: list[NewEvent] | None, new: list[NewEvent]
+) -> None:
+    """Adds events to the caller's batch, or writes them now when there is none."""
+    if collected is None:
+        await append_events(conn, new)
+    else:
+        collected.extend(new)
 
 
 def _stage_from(cur: psycopg.AsyncCursor[Any], row: Any) -> StageRow:
