@@ -149,11 +149,18 @@ class Client:
         return self._runner.run(self._async.job_types())
 
     def watch(
-        self, job_id: str, after_seq: int = 0, *, reconnect_for: float = 30.0
+        self,
+        job_id: str,
+        after_seq: int = 0,
+        *,
+        reconnect_for: float = 30.0,
+        task_events: bool = True,
     ) -> Iterator[JobEvent]:
         """Yields a job's events after `after_seq` until the job ends (resuming broken streams)."""
         return self._runner.iterate(
-            self._async.watch(job_id, after_seq, reconnect_for=reconnect_for)
+            self._async.watch(
+                job_id, after_seq, reconnect_for=reconnect_for, task_events=task_events
+            )
         )
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:

@@ -120,13 +120,22 @@ class Backends:
         )
 
     async def list_events(
-        self, job_id: str, after_seq: int, limit: int = 500, wait_seconds: float = 0.0
+        self,
+        job_id: str,
+        after_seq: int,
+        limit: int = 500,
+        wait_seconds: float = 0.0,
+        job_level_only: bool = False,
     ) -> state_pb2.ListEventsResponse:
         """Events after after_seq; with wait_seconds, a long poll for the next one."""
         return await _call(
             self.state.ListEvents,
             state_pb2.ListEventsRequest(
-                job_id=job_id, after_seq=after_seq, limit=limit, wait_ms=int(wait_seconds * 1000)
+                job_id=job_id,
+                after_seq=after_seq,
+                limit=limit,
+                wait_ms=int(wait_seconds * 1000),
+                job_level_only=job_level_only,
             ),
             _READ_TIMEOUT + wait_seconds,
         )

@@ -108,6 +108,9 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
             int | None, Query(ge=0, le=2**63 - 1, description="resume after this seq")
         ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        job_level_only: Annotated[
+            bool, Query(description="only job and stage events, without per-task ones")
+        ] = False,
     ) -> StreamingResponse:
         """The job's events as Server-Sent Events (`id:` = seq), ending when the job ends.
 
@@ -116,9 +119,15 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         check_job_id(job_id)
         after_seq = _last_seq(after, last_event_id)
         # Fetched before the response starts, so an unknown job is a plain 404.
-        first = await ctx.backends.list_events(job_id, after_seq)
+        first = await ctx.backends.list_events(job_id, after_seq, job_level_only=job_level_only)
         events = job_events(
-            ctx.backends, job_id, after_seq, ctx.events_poll_seconds, ctx.stopping, first
+            ctx.backends,
+            job_id,
+            after_seq,
+            ctx.events_poll_seconds,
+            ctx.stopping,
+            first,
+            job_level_only=job_level_only,
         )
         return StreamingResponse(
             sse_stream(events),

@@ -125,6 +125,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             request.after_seq,
             self.events_poll_seconds,
             self.stopping,
+            job_level_only=request.job_level_only,
         )
         async for item in events:
             if isinstance(item, StreamEnd):

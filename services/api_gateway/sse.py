@@ -42,6 +42,7 @@ async def job_events(
     poll_seconds: float,
     stopping: asyncio.Event,
     first: state_pb2.ListEventsResponse | None = None,
+    job_level_only: bool = False,
 ) -> AsyncIterator[common_pb2.JobEvent | StreamEnd | None]:
     """Yields events after after_seq, None while idle (once per poll), StreamEnd last.
 
@@ -50,7 +51,9 @@ async def job_events(
     shuts down) the stream fails with Unavailable so the client resumes
     elsewhere, instead of holding the shutdown up.
     """
-    response = first or await backends.list_events(job_id, after_seq, _PAGE)
+    response = first or await backends.list_events(
+        job_id, after_seq, _PAGE, job_level_only=job_level_only
+    )
     while True:
         for event in response.events:
             after_seq = event.seq
@@ -61,13 +64,17 @@ async def job_events(
         if stopping.is_set():
             raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
         if response.events:
-            response = await backends.list_events(job_id, after_seq, _PAGE)
+            response = await backends.list_events(
+                job_id, after_seq, _PAGE, job_level_only=job_level_only
+            )
             continue
         yield None  # idle: a chance for a keepalive
         # Long poll: the state service answers as soon as the job has a new
         # event (woken by its commit), or after poll_seconds with nothing.
         call = asyncio.ensure_future(
-            backends.list_events(job_id, after_seq, _PAGE, wait_seconds=poll_seconds)
+            backends.list_events(
+                job_id, after_seq, _PAGE, wait_seconds=poll_seconds, job_level_only=job_level_only
+            )
         )
         stop = asyncio.ensure_future(stopping.wait())
         try:

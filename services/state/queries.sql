@@ -340,6 +340,7 @@ WHERE job_id = %(job_id)s;
 SELECT job_id, seq, event_type, stage, task_id, data, created_at
 FROM coremachine.job_events
 WHERE job_id = %(job_id)s AND seq > %(after_seq)s
+  AND (NOT %(job_level_only)s OR task_id IS NULL)
 ORDER BY seq LIMIT %(limit)s;
 
 -- name: jobs_by_status

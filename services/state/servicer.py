@@ -61,13 +61,13 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         job_id = _require(request.job_id, "job_id")
         if request.wait_ms <= 0 or self.feed is None:
             events, complete = await self.store.list_events(
-                job_id, request.after_seq, request.limit
+                job_id, request.after_seq, request.limit, request.job_level_only
             )
         else:
             # Watch before reading, so an event committed in between is not missed.
             with self.feed.watching(job_id) as woken:
                 events, complete = await self.store.list_events(
-                    job_id, request.after_seq, request.limit
+                    job_id, request.after_seq, request.limit, request.job_level_only
                 )
                 if not events and not complete:
                     with contextlib.suppress(TimeoutError):
@@ -75,7 +75,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                             woken.wait(), min(request.wait_ms, MAX_WAIT_MS) / 1000
                         )
                     events, complete = await self.store.list_events(
-                        job_id, request.after_seq, request.limit
+                        job_id, request.after_seq, request.limit, request.job_level_only
                     )
         return state_pb2.ListEventsResponse(
             events=[convert.event_to_proto(e) for e in events], complete=complete

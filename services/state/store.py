@@ -278,7 +278,7 @@ class StateStore:
         return await self.get_job(job_id), requeued
 
     async def list_events(
-        self, job_id: str, after_seq: int, limit: int
+        self, job_id: str, after_seq: int, limit: int, job_level_only: bool = False
     ) -> tuple[list[EventRow], bool]:
         """Events after a sequence number; complete=True when the job is
         terminal and nothing follows the last one returned."""
@@ -289,11 +289,17 @@ class StateStore:
             job = await self._job(conn, job_id)
             cur = conn.cursor(row_factory=class_row(EventRow))
             await cur.execute(
-                Q.list_events, {"job_id": job_id, "after_seq": after_seq, "limit": limit}
+                Q.list_events,
+                {
+                    "job_id": job_id,
+                    "after_seq": after_seq,
+                    "limit": limit,
+                    "job_level_only": job_level_only,
+                },
             )
             events = await cur.fetchall()
-        last = events[-1].seq if events else after_seq
-        complete = JobStatus(job.status).is_terminal and last >= job.last_event_seq
+        # A short page read in the same snapshot as a terminal job is the end.
+        complete = JobStatus(job.status).is_terminal and len(events) < limit
         return events, complete
 
     # -- stages ----------------------------------------------------------------

@@ -86,3 +86,16 @@ async def test_events_have_a_gap_free_sequence_per_job_and_resume(store):
     assert [e.seq for e in rest] == list(range(5, len(events) + 1)) and complete
     head, complete = await store.list_events(job_id, 0, 2)
     assert [e.seq for e in head] == [1, 2] and not complete
+
+
+async def test_job_level_events_leave_out_the_per_task_ones(store):
+    job_id = await make_job(store, total_stages=1)
+    await make_stage(store, job_id, 1, 3)
+    claimed = await claim_stage(store, job_id, 1)
+    await store.complete_tasks([ok(*c) for c in claimed.values()])
+    events, complete = await store.list_events(job_id, 0, 1000, job_level_only=True)
+    assert [e.event_type for e in events] == ["job_created", "stage_started", "stage_completed"]
+    assert not complete  # not finalized yet
+    await store.complete_job(job_id, {})
+    events, complete = await store.list_events(job_id, events[-1].seq, 1000, job_level_only=True)
+    assert [e.event_type for e in events] == ["job_completed"] and complete

@@ -354,16 +354,18 @@ class RedriveJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., tasks_requeued: _Optional[int] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("job_id", "after_seq", "limit", "wait_ms")
+    __slots__ = ("job_id", "after_seq", "limit", "wait_ms", "job_level_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    JOB_LEVEL_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_seq: int
     limit: int
     wait_ms: int
-    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    job_level_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ..., job_level_only: _Optional[bool] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events", "complete")
