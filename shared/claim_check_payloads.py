@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from shared.blobstore import BlobStore
+from shared.blobstores import open_blob_store
 from shared.claim_check import DEFAULT_CONTAINER, DEFAULT_THRESHOLD_BYTES, ClaimCheck, is_reference
+from shared.settings import CommonSettings
 
+P = TypeVar("P", bound="JsonPayloads")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -30,6 +33,22 @@ def payload_key(job_id: str, stage: int, task_index: int, kind: str) -> str:
 
 class JsonPayloads:
     """Loads payloads (fetching references) and wraps large ones (storing blobs)."""
+
+    @classmethod
+    def from_settings(cls: type[P], settings: CommonSettings) -> tuple[P, BlobStore]:
+        """The configured blob store (BLOB_STORE, ...) and payloads on it; close the store."""
+        store = open_blob_store(
+            settings.blob_store,
+            local_root=settings.blob_local_root,
+            connection_string=settings.azure_storage_connection_string,
+            account_url=settings.azure_storage_account_url,
+        )
+        payloads = cls(
+            store,
+            container=settings.claim_check_container,
+            threshold_bytes=settings.claim_check_threshold_bytes,
+        )
+        return payloads, store
 
     def __init__(
         self,

@@ -15,7 +15,6 @@ from services.orchestrator.planner import Planner
 from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.settings import OrchestratorSettings
 from shared.blobstore import BlobStore
-from shared.blobstores import open_blob_store
 from shared.broker import Broker
 from shared.broker_factory import open_broker
 from shared.grpc_channel import open_channel
@@ -44,17 +43,7 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     state = state_pb2_grpc.StateServiceStub(channel)
     broker = await open_broker(settings)
     # The claim check's store: large task parameters out, large results back in.
-    blobs = open_blob_store(
-        settings.blob_store,
-        local_root=settings.blob_local_root,
-        connection_string=settings.azure_storage_connection_string,
-        account_url=settings.azure_storage_account_url,
-    )
-    payloads = StagePayloads(
-        blobs,
-        container=settings.claim_check_container,
-        threshold_bytes=settings.claim_check_threshold_bytes,
-    )
+    payloads, blobs = StagePayloads.from_settings(settings)
     consumer = JobsConsumer(
         broker,
         settings.jobs_queue,

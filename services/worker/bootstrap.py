@@ -12,7 +12,6 @@ from services.worker.consumer import TaskConsumer
 from services.worker.registry import HANDLERS, check_handlers
 from services.worker.settings import WorkerSettings
 from shared.blobstore import BlobStore
-from shared.blobstores import open_blob_store
 from shared.broker import Broker
 from shared.broker_factory import open_broker
 from shared.grpc_channel import open_channel
@@ -39,12 +38,7 @@ async def build(settings: WorkerSettings) -> WorkerApp:
     channel = open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
     state = state_pb2_grpc.StateServiceStub(channel)
     broker = await open_broker(settings)
-    blobs = open_blob_store(
-        settings.blob_store,
-        local_root=settings.blob_local_root,
-        connection_string=settings.azure_storage_connection_string,
-        account_url=settings.azure_storage_account_url,
-    )
+    payloads, blobs = TaskPayloads.from_settings(settings)
     consumer = TaskConsumer(
         broker,
         settings.tasks_queue,
@@ -58,11 +52,7 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         lock_seconds=settings.broker_lock_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
         blobs=blobs,
-        payloads=TaskPayloads(
-            blobs,
-            container=settings.claim_check_container,
-            threshold_bytes=settings.claim_check_threshold_bytes,
-        ),
+        payloads=payloads,
     )
     # The worker serves only health and reflection: probes and grpcurl.
     server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
