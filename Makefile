@@ -29,7 +29,7 @@ run: deps
 up: deps
 	$(PY) -m stack up
 
-## make test: generated-code check, proto lint, ruff, then the test suite.
+## make test: generated-code check, proto lint, ruff and mypy, then the test suite.
 test: deps node-deps check-gen buf-lint lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -49,6 +49,7 @@ buf-lint: node-deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services stack bench sdk/coremachine_sdk
 
 fmt: deps
 	$(VENV)/bin/ruff format .

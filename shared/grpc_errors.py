@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+import psycopg
 
 from shared.errors import (
     Conflict,
@@ -46,6 +47,11 @@ def map_errors(method: F) -> F:
             await context.abort(code, str(exc))
         except grpc.aio.AbortError:
             raise
+        except psycopg.errors.DataError as exc:
+            # A value PostgreSQL cannot store (e.g. a NUL character): the
+            # caller's input, not a server fault.
+            detail = exc.diag.message_primary or str(exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid value: {detail}")
         except Exception:
             log.exception("unhandled error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the service log)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -71,7 +72,7 @@ class GrpcServer:
 
 async def serve_until_signalled(
     server: GrpcServer,
-    background: Iterable[Callable[[asyncio.Event], Awaitable[None]]] = (),
+    background: Iterable[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     grace: float = 10.0,
 ) -> None:
@@ -86,7 +87,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stopping.set)
     port = await server.start()
     log.info("serving gRPC", extra={"fields": {"port": port}})
-    tasks = [asyncio.create_task(run(stopping)) for run in background]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(run(stopping)) for run in background]
     stop_waiter = asyncio.create_task(stopping.wait())
     # A background loop that dies is a fatal error: stop everything.
     done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

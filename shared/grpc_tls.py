@@ -18,13 +18,21 @@ import grpc
 class TlsSettings(Protocol):
     """The settings fields TLS is read from (shared.settings.CommonSettings has them)."""
 
-    grpc_tls_cert: str | None
-    grpc_tls_key: str | None
-    grpc_tls_ca: str | None
-    grpc_tls_client_auth: bool
-    grpc_tls_client_cert: str | None
-    grpc_tls_client_key: str | None
-    grpc_tls_server_name: str | None
+    # Read-only: the settings objects are frozen.
+    @property
+    def grpc_tls_cert(self) -> str | None: ...
+    @property
+    def grpc_tls_key(self) -> str | None: ...
+    @property
+    def grpc_tls_ca(self) -> str | None: ...
+    @property
+    def grpc_tls_client_auth(self) -> bool: ...
+    @property
+    def grpc_tls_client_cert(self) -> str | None: ...
+    @property
+    def grpc_tls_client_key(self) -> str | None: ...
+    @property
+    def grpc_tls_server_name(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,14 @@ import time
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from shared.pg_urls import start_embedded
 from stack.processes import ROOT, Ports, Stack
@@ -48,7 +55,7 @@ def follow(client: httpx.Client, job_id: str, timeout: float) -> dict:
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        bars: dict[int, int] = {}
+        bars: dict[int, TaskID] = {}
         while True:
             job = client.get(f"/api/jobs/status/{job_id}").raise_for_status().json()
             for stage in job["stages"]:

@@ -13,6 +13,9 @@ from typing import Any, NoReturn
 
 from shared.errors import InvalidArgument
 
+# Job type names, as the registry spells them (also keeps NULs and the like out).
+JOB_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
 
 @dataclass(frozen=True, slots=True)
 class ParameterLimits:

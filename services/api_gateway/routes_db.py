@@ -25,6 +25,7 @@ from services.api_gateway.convert import (
     task_to_json,
 )
 from services.api_gateway.http_deps import QueryCheck, clamp_limit, parse_since
+from services.api_gateway.params import JOB_TYPE_PATTERN
 from services.api_gateway.routes_jobs import JobIdPath
 from shared.errors import PermissionDenied
 
@@ -42,7 +43,7 @@ Since = Annotated[
 Limit = Annotated[int, Query(ge=1, description="Page size; larger values are clamped")]
 PageToken = Annotated[str, Query(max_length=512, description="`next_page_token` of a page")]
 Stage = Annotated[int | None, Query(ge=1, le=10_000)]
-JobType = Annotated[str | None, Query(max_length=64)]
+JobType = Annotated[str | None, Query(pattern=JOB_TYPE_PATTERN)]
 
 
 def _created(item: common_pb2.Job | common_pb2.Task) -> dt.datetime:

@@ -12,14 +12,13 @@ from services.api_gateway.auth import Principal, Role
 from services.api_gateway.context import JOB_ID_PATTERN, HttpContext, check_job_id
 from services.api_gateway.convert import job_to_json
 from services.api_gateway.http_deps import QueryCheck
-from services.api_gateway.params import parse_parameters
+from services.api_gateway.params import JOB_TYPE_PATTERN, parse_parameters
 from services.api_gateway.sse import job_events, sse_stream
 from shared.errors import InvalidArgument
 
 JobIdPath = Annotated[
     str, Path(pattern=JOB_ID_PATTERN, description="64 hex characters", examples=["0" * 64])
 ]
-_JOB_TYPE = r"^[a-z][a-z0-9_]{0,63}$"
 _SUBMIT_BODY = {
     "requestBody": {
         "required": False,
@@ -59,7 +58,7 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
     )
     async def submit_job(
         request: Request,
-        job_type: Annotated[str, Path(pattern=_JOB_TYPE, examples=["hello_world"])],
+        job_type: Annotated[str, Path(pattern=JOB_TYPE_PATTERN, examples=["hello_world"])],
         principal: Principal = submitter,
         _q: None = QueryCheck,
     ) -> JSONResponse:

@@ -24,6 +24,24 @@ def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
     return "; ".join(parts), first
 
 
+def _nul_character_at(value: object, path: str) -> str | None:
+    """The path of the first string (or key) containing U+0000, if any."""
+    if isinstance(value, str):
+        return (path or "parameters") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            if (found := _nul_character_at(item, where)) is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_character_at(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
+
+
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(self, registry: JobRegistry, state: state_pb2_grpc.StateServiceStub) -> None:
         self.registry = registry
@@ -49,6 +67,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             message, field = describe_validation_error(exc)
             raise InvalidArgument(message, field) from None
         parameters = validated.model_dump(mode="json")
+        if (where := _nul_character_at(parameters, "")) is not None:
+            # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, by name.
+            raise InvalidArgument(f"{where}: the NUL character (U+0000) is not allowed", where)
         response = await self.state.CreateJob(
             state_pb2.CreateJobRequest(
                 job_id=job_id_for(job_type.name, parameters),

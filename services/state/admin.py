@@ -66,8 +66,8 @@ class Admin:
 
     async def stats(self) -> tuple[dict[str, int], dict[str, int], dict[str, Any]]:
         async with self.pool.connection() as conn:
-            jobs = dict(await (await conn.execute(Q.jobs_by_status)).fetchall())
-            tasks = dict(await (await conn.execute(Q.tasks_by_status)).fetchall())
+            jobs: dict[str, int] = dict(await (await conn.execute(Q.jobs_by_status)).fetchall())
+            tasks: dict[str, int] = dict(await (await conn.execute(Q.tasks_by_status)).fetchall())
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(Q.table_stats)
             tables = await cur.fetchall()

@@ -252,6 +252,7 @@ class StateStore:
             await conn.execute(Q.drop_later_stages, {"job_id": job_id, "stage": stage})
             await conn.execute(Q.reopen_job, {"job_id": job_id, "stage": stage})
             messages = []
+            reopened: StageRow | None = None
             if stopped is None:
                 # Stopped before the stage was planned: plan it again.
                 messages.append(self.outbox.stage_ready(job_id, job.job_type, stage))
@@ -270,7 +271,7 @@ class StateStore:
                 conn,
                 [NewEvent(job_id, "job_resubmitted", stage, data={"tasks_requeued": requeued})],
             )
-            if stopped is not None and requeued == 0:
+            if reopened is not None and requeued == 0:
                 # Nothing to re-run (e.g. cancelled after its last task): advance.
                 job = await self._job(conn, job_id)
                 await self._evaluate_stage(conn, job, reopened, None)
@@ -622,8 +623,8 @@ class StateStore:
                 # No separate stage locks: every writer of a stage row holds its
                 # job's row lock first (taken above, in key order).
                 keys = sorted(per_stage)
-                cur = conn.cursor(row_factory=class_row(StageRow))
-                await cur.execute(
+                stage_cur = conn.cursor(row_factory=class_row(StageRow))
+                await stage_cur.execute(
                     Q.count_into_stages,
                     {
                         "job_ids": [k[0] for k in keys],
@@ -633,7 +634,7 @@ class StateStore:
                         "failed": [per_stage[k]["failed"] for k in keys],
                     },
                 )
-                for stage_row in await cur.fetchall():
+                for stage_row in await stage_cur.fetchall():
                     key = (stage_row.job_id, stage_row.stage)
                     job = jobs[stage_row.job_id]
                     if await self._evaluate_stage(

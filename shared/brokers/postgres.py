@@ -227,9 +227,9 @@ class PostgresBroker:
                 # notifies() holds the connection while it waits; a short
                 # timeout lets new LISTENs in without cancelling a wait.
                 async for notify in conn.notifies(timeout=0.25):
-                    queue = by_channel.get(notify.channel)
-                    if queue is not None:
-                        self._wakeups[queue].set()
+                    woken = by_channel.get(notify.channel)
+                    if woken is not None:
+                        self._wakeups[woken].set()
         except (psycopg.OperationalError, asyncio.CancelledError):
             # Connection lost or closing: consumers fall back to their bounded
             # idle wait, so nothing is missed, only picked up later.

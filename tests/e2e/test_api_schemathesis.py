@@ -9,6 +9,7 @@ refused" is expected there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_api_never_answers_5xx(api_schema, stack: Stack, method: str, path: str)
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=20,
+        max_examples=int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "20")),
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),

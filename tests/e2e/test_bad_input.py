@@ -99,3 +99,35 @@ def test_health_reports_each_service(stack, http):
         "orchestrator": "serving",
         "worker": "serving",
     }
+
+
+def test_nul_characters_are_refused_naming_the_field(stack, http):
+    # PostgreSQL cannot store U+0000 in text or jsonb: a 400, never a 5xx.
+    before = job_count(stack)
+    r = http.post("/api/jobs/submit/hello_world", json={"n": 1, "message": "a\x00b"})
+    assert r.status_code == 400 and r.json()["message"].startswith("message:")
+    r = http.get("/api/db/jobs", params={"job_type": "a\x00b"})
+    assert r.status_code == 400 and r.json()["message"].startswith("job_type:")
+    params = struct_pb2.Struct()
+    params.update({"n": 1, "message": "bad\x00"})
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        client = jobs_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            client.SubmitJob(
+                jobs_pb2.SubmitJobRequest(job_type="hello_world", parameters=params),
+                metadata=grpc_metadata(stack),
+            )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("message:")
+    assert job_count(stack) == before
+
+
+def test_a_value_postgresql_refuses_is_invalid_argument_not_internal(stack):
+    from coremachine.state.v1 import state_pb2, state_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{stack.ports.state}") as channel:
+        state = state_pb2_grpc.StateServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            state.ListJobs(state_pb2.ListJobsRequest(job_type="a\x00b"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NUL" in err.value.details()
