@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -20,8 +21,11 @@ def start_embedded(datadir: Path) -> str:
     pgserver keeps the server running while any process that asked for it is
     alive, and stops it when the last one exits.
     """
-    import pgserver  # imported lazily: only needed without DATABASE_URL
-
     datadir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver  # imported lazily: only needed without DATABASE_URL
+
+        server = pgserver.get_server(datadir, cleanup_mode="stop")
     return str(server.get_uri())
