@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from coremachine.common.v1 import common_pb2
 from services.state.rows import EventRow, JobRow, StageRow, TaskRow
-from services.state.store import ClaimedTask, JobView, StageResult
+from services.state.store_models import ClaimedTask, JobView, StageResult
 
 JOB_STATUS = {
     s: getattr(common_pb2, f"JOB_STATUS_{s.upper()}")

@@ -24,7 +24,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.state.outbox import OutboxRelay
 from services.state.sql import Q
-from services.state.store import Outcome, StateStore
+from services.state.store import StateStore
+from services.state.store_models import Outcome
 
 log = logging.getLogger(__name__)
 

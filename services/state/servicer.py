@@ -13,7 +13,8 @@ from coremachine.state.v1 import state_pb2, state_pb2_grpc
 from services.state import convert
 from services.state.admin import Admin
 from services.state.event_feed import EventFeed
-from services.state.store import Claim, NewTaskSpec, Outcome, StagePolicy, StateStore
+from services.state.store import StateStore
+from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy
 from shared.domain.retry import RetryPolicy
 from shared.errors import CoreMachineError, InvalidArgument
 from shared.grpc_errors import map_errors, status_for

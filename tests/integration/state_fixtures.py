@@ -7,7 +7,8 @@ import secrets
 
 import psycopg
 
-from services.state.store import Claim, NewTaskSpec, Outcome, StagePolicy, StateStore
+from services.state.store import StateStore
+from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy
 from shared.domain.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base_ms=100, backoff_max_ms=1000)

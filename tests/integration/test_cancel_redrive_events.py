@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.state.store import Claim
+from services.state.store_models import Claim
 from shared.errors import Conflict
 from tests.integration.state_fixtures import (
     claim_stage,

@@ -95,7 +95,7 @@ async def test_replayed_stage_ready_creates_no_duplicate_tasks(store, pg_conn):
 
 
 async def _policy():
-    from services.state.store import StagePolicy
+    from services.state.store_models import StagePolicy
     from shared.domain.retry import RetryPolicy
 
     return StagePolicy(RetryPolicy())

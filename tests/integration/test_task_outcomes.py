@@ -8,7 +8,7 @@ import datetime as dt
 
 import psycopg
 
-from services.state.store import Claim
+from services.state.store_models import Claim
 from shared.domain.retry import RetryPolicy
 from tests.integration.state_fixtures import (
     claim_stage,

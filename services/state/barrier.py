@@ -1,0 +1,129 @@
+"""The stage barrier and the failure policy, applied inside a transaction.
+
+`evaluate_stage` runs on a stage row just counted under its job's lock: it
+fails the job when the stage's failures exceed its tolerance, and advances the
+stage (next "stage ready", or "finalize") when nothing remains; the status
+CAS in finish_stage makes either happen at most once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import psycopg
+
+from services.state.events import NewEvent, append_events
+from services.state.outbox import Outbox
+from services.state.rows import JobRow, StageRow
+from services.state.sql import Q
+from shared.domain.statuses import JobStatus
+
+
+async def evaluate_stage(
+    conn: psycopg.AsyncConnection,
+    outbox: Outbox,
+    job: JobRow,
+    stage_row: StageRow,
+    failure: str | None,
+    events: list[NewEvent] | None = None,
+) -> bool:
+    """Applies the barrier to a locked, freshly counted stage row.
+
+    Fails the job when the stage's failures exceed its tolerance; advances
+    the stage when nothing remains. Returns True if the stage completed.
+    The status CAS in finish_stage makes both happen at most once. Events
+    go to `events` when given (the caller appends them), else are written.
+    """
+    if stage_row.status != "running" or JobStatus(job.status).is_terminal:
+        return False
+    if stage_row.failures_exceed_tolerance():
+        if failure is None:
+            failure = await describe_failure(conn, job.job_id, stage_row.stage)
+        await fail_job_locked(conn, job.job_id, failure, events)
+        return False
+    if stage_row.remaining > 0:
+        return False
+    status = "completed_with_errors" if stage_row.failed else "completed"
+    summary = {
+        "task_count": stage_row.task_count,
+        "completed": stage_row.completed,
+        "failed": stage_row.failed,
+        "cancelled": stage_row.cancelled,
+        "status": status,
+    }
+    last_stage = stage_row.stage >= job.total_stages
+    cur = await conn.execute(
+        Q.finish_stage,
+        {
+            "job_id": job.job_id,
+            "stage": stage_row.stage,
+            "status": status,
+            "summary": json.dumps(summary),
+            "next_stage": None if last_stage else stage_row.stage + 1,
+        },
+    )
+    if await cur.fetchone() is None:
+        return False
+    message = (
+        outbox.finalize(job.job_id, job.job_type)
+        if last_stage
+        else outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1)
+    )
+    await outbox.write(conn, [message])
+    await record_events(
+        conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
+    )
+    return True
+
+
+async def describe_failure(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> str:
+    cur = await conn.execute(
+        "SELECT task_id, attempt, error_details FROM coremachine.tasks"
+        " WHERE job_id = %s AND stage = %s AND status = 'failed' ORDER BY task_index LIMIT 1",
+        (job_id, stage),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return f"stage {stage} failed"
+    return f"task {row[0]} failed after {row[1]} attempt(s): {row[2]}"
+
+
+async def fail_job_locked(
+    conn: psycopg.AsyncConnection,
+    job_id: str,
+    error: str,
+    events: list[NewEvent] | None = None,
+) -> bool:
+    cur = await conn.execute(Q.fail_job, {"job_id": job_id, "error": error})
+    if await cur.fetchone() is None:
+        return False
+    await conn.execute(Q.fail_running_stages, {"job_id": job_id})
+    cancelled = await cancel_unfinished(conn, job_id)
+    await record_events(
+        conn,
+        events,
+        [NewEvent(job_id, "job_failed", data={"error": error, "tasks_cancelled": cancelled})],
+    )
+    return True
+
+
+async def cancel_unfinished(conn: psycopg.AsyncConnection, job_id: str) -> int:
+    cur = await conn.execute(Q.cancel_unfinished_tasks, {"job_id": job_id})
+    cancelled = Counter(row[0] for row in await cur.fetchall())
+    if cancelled:
+        await conn.execute(
+            Q.count_cancelled,
+            {"job_id": job_id, "stages": list(cancelled), "counts": list(cancelled.values())},
+        )
+    return cancelled.total()
+
+
+async def record_events(
+    conn: psycopg.AsyncConnection, collected: list[NewEvent] | None, new: list[NewEvent]
+) -> None:
+    """Adds events to the caller's batch, or writes them now when there is none."""
+    if collected is None:
+        await append_events(conn, new)
+    else:
+        collected.extend(new)
