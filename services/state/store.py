@@ -24,7 +24,6 @@ from services.state.locks import (
     fetch_job,
     lock_job,
     locked_stage,
-    stages_of,
 )
 from services.state.rows import EventRow, JobRow, StageRow
 from services.state.sql import Q
@@ -37,7 +36,7 @@ from services.state.store_models import (
 from services.state.task_store import MAX_LIST_LIMIT, TaskStore
 from shared.domain.ids import task_id_for
 from shared.domain.statuses import JobStatus
-from shared.errors import Conflict, InvalidArgument
+from shared.errors import Conflict, InvalidArgument, NotFound
 from shared.pg_json import records_with_raw
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class StateStore(TaskStore):
         """Creates the job and its "stage 1 ready" message; idempotent on job_id."""
         if total_stages < 1:
             raise InvalidArgument("total_stages must be at least 1", "total_stages")
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             cur = await conn.execute(
                 Q.insert_job,
                 {
@@ -84,9 +83,16 @@ class StateStore(TaskStore):
         return await self.get_job(job_id), created
 
     async def get_job(self, job_id: str) -> JobView:
-        async with self.pool.connection() as conn:
-            job = await fetch_job(conn, job_id)
-            return JobView(job, await stages_of(conn, job_id))
+        # Both queries leave before either answer is awaited (pipeline mode).
+        async with self.pool.connection() as conn, conn.pipeline():
+            job_cur = conn.cursor(row_factory=class_row(JobRow))
+            stage_cur = conn.cursor(row_factory=class_row(StageRow))
+            await job_cur.execute(Q.get_job, {"job_id": job_id})
+            await stage_cur.execute(Q.job_stages, {"job_id": job_id})
+            job = await job_cur.fetchone()
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            return JobView(job, await stage_cur.fetchall())
 
     async def list_jobs(
         self, status: str | None, job_type: str | None, limit: int, page_token: str
@@ -120,7 +126,7 @@ class StateStore(TaskStore):
 
     async def complete_job(self, job_id: str, result: Any) -> tuple[JobView, bool]:
         """Stores the final result; only a processing job whose last stage ended."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await lock_job(conn, job_id)
             cur = conn.cursor(row_factory=class_row(JobRow))
             await cur.execute(Q.complete_job, {"job_id": job_id, "result": json.dumps(result)})
@@ -132,7 +138,7 @@ class StateStore(TaskStore):
         return await self.get_job(job_id), done is not None
 
     async def fail_job(self, job_id: str, error: str) -> tuple[JobView, bool]:
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await lock_job(conn, job_id)
             changed = await fail_job_locked(conn, job_id, error)
         return await self.get_job(job_id), changed
@@ -140,7 +146,7 @@ class StateStore(TaskStore):
     async def cancel_job(self, job_id: str, reason: str) -> tuple[JobView, bool]:
         """Cancels a queued or running job: its unfinished tasks are cancelled,
         claims of them are refused and late outcomes rejected."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await lock_job(conn, job_id)
             cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
             changed = await cur.fetchone() is not None
@@ -167,7 +173,7 @@ class StateStore(TaskStore):
         between stages gets its "stage ready" message again.
         """
         requeued = 0
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
             if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
                 raise Conflict(
@@ -214,7 +220,7 @@ class StateStore(TaskStore):
         terminal and nothing follows the last one returned."""
         limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
         # One snapshot for the job row and its events, so "complete" is exact.
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             job = await fetch_job(conn, job_id)
             cur = conn.cursor(row_factory=class_row(EventRow))
@@ -256,7 +262,7 @@ class StateStore(TaskStore):
                     f"task_index {spec.task_index} outside 0..{total_tasks - 1}", "task_index"
                 )
         stage_completed = False
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
             if JobStatus(job.status).is_terminal:
                 return 0, False
@@ -333,7 +339,7 @@ class StateStore(TaskStore):
         The repair path (janitor, operator): O(tasks of the stage), never on
         the per-completion path.
         """
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
             if JobStatus(job.status).is_terminal:
                 return False
