@@ -102,6 +102,9 @@ class Broker(Protocol):
     async def queue_depth(self, queue: str) -> int:
         """Active (not dead-lettered) messages in the queue, scheduled ones included."""
 
+    async def dead_letter_count(self, queue: str) -> int:
+        """Messages in the queue's dead-letter sub-queue (cheap: for health checks)."""
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Dead-lettered messages of a queue, oldest first."""
 

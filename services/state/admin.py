@@ -87,7 +87,7 @@ class Admin:
         try:
             for queue in self.queues:
                 depths[queue] = await self.broker.queue_depth(queue)
-                dead[queue] = len(await self.broker.list_dead_letters(queue, limit=1000))
+                dead[queue] = await self.broker.dead_letter_count(queue)
         except Exception as exc:
             broker = f"error: {exc.__class__.__name__}: {exc}"[:300]
         return database, broker, depths, dead

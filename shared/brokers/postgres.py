@@ -309,6 +309,12 @@ class PostgresBroker:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def dead_letter_count(self, queue: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.dead_letter_count, {"queue": queue})
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(_Q.list_dead_letters, {"queue": queue, "limit": limit})

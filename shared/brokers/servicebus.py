@@ -223,6 +223,11 @@ class ServiceBusBroker:
         runtime = await self._admin_client().get_queue_runtime_properties(queue)
         return (runtime.active_message_count or 0) + (runtime.scheduled_message_count or 0)
 
+    async def dead_letter_count(self, queue: str) -> int:
+        """Dead-lettered messages, from the administration API."""
+        runtime = await self._admin_client().get_queue_runtime_properties(queue)
+        return runtime.dead_letter_message_count or 0
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Peeks the `$deadletterqueue` sub-queue, oldest first, without locking anything."""
         found: list[DeadLetter] = []

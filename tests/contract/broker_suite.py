@@ -98,6 +98,7 @@ class BrokerContract:
             await broker.dead_letter(m, "UndecodableBody", f"cannot decode {m.message_id}")
         dead = {d.message_id: d for d in await broker.list_dead_letters(queue)}
         assert set(dead) == {"bad-1", "bad-2"}
+        assert await broker.dead_letter_count(queue) == 2
         assert dead["bad-1"].reason == "UndecodableBody"
         assert dead["bad-1"].description == "cannot decode bad-1"
         assert await broker.replay_dead_letters(queue, [dead["bad-1"].sequence]) == 1

@@ -79,6 +79,9 @@ RETURNING m.seq, m.visible_at;
 -- name: queue_depth
 SELECT count(*) FROM broker.messages WHERE queue = %(queue)s AND NOT dead_lettered;
 
+-- name: dead_letter_count
+SELECT count(*) FROM broker.messages WHERE queue = %(queue)s AND dead_lettered;
+
 -- name: list_dead_letters
 SELECT seq, message_id, body, properties, delivery_count, dead_letter_reason,
        dead_letter_description, enqueued_at, dead_lettered_at
