@@ -17,7 +17,7 @@ from services.state.events import NewEvent, append_events
 from services.state.outbox import Outbox
 from services.state.rows import JobRow, StageRow
 from services.state.sql import Q
-from shared.domain.statuses import JobStatus
+from shared.domain.statuses import JobStatus, StageStatus
 
 
 async def evaluate_stage(
@@ -35,7 +35,7 @@ async def evaluate_stage(
     The status CAS in finish_stage makes both happen at most once. Events
     go to `events` when given (the caller appends them), else are written.
     """
-    if stage_row.status != "running" or JobStatus(job.status).is_terminal:
+    if stage_row.status != StageStatus.RUNNING or JobStatus(job.status).is_terminal:
         return False
     if stage_row.failures_exceed_tolerance():
         if failure is None:
@@ -44,7 +44,7 @@ async def evaluate_stage(
         return False
     if stage_row.remaining > 0:
         return False
-    status = "completed_with_errors" if stage_row.failed else "completed"
+    status = StageStatus.COMPLETED_WITH_ERRORS if stage_row.failed else StageStatus.COMPLETED
     summary = {
         "task_count": stage_row.task_count,
         "completed": stage_row.completed,
@@ -58,7 +58,7 @@ async def evaluate_stage(
         {
             "job_id": job.job_id,
             "stage": stage_row.stage,
-            "status": status,
+            "status": status.value,
             "summary": json.dumps(summary),
             "next_stage": None if last_stage else stage_row.stage + 1,
         },

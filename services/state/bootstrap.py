@@ -87,7 +87,9 @@ async def build(settings: StateSettings) -> StateApp:
     broker = await open_broker(settings, database_url)
     outbox = Outbox(settings.jobs_queue, settings.tasks_queue, settings.uses_direct_enqueue())
     relay = OutboxRelay(pool, broker, batch_size=settings.relay_batch_size)
-    store = StateStore(pool, outbox, relay.notify)
+    # In direct mode nothing goes through the outbox table: waking the relay
+    # after every commit would only cost an empty query per operation.
+    store = StateStore(pool, outbox, (lambda: None) if outbox.direct else relay.notify)
     janitor = Janitor(
         pool,
         store,

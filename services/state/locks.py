@@ -41,12 +41,6 @@ async def lock_jobs_of(conn: psycopg.AsyncConnection, task_ids: list[str]) -> di
     return {job.job_id: job for job in await cur.fetchall()}
 
 
-async def stages_of(conn: psycopg.AsyncConnection, job_id: str) -> list[StageRow]:
-    cur = conn.cursor(row_factory=class_row(StageRow))
-    await cur.execute(Q.job_stages, {"job_id": job_id})
-    return await cur.fetchall()
-
-
 async def locked_stage(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> StageRow:
     cur = conn.cursor(row_factory=class_row(StageRow))
     await cur.execute(Q.lock_stages, {"job_ids": [job_id], "stages": [stage]})

@@ -111,7 +111,8 @@ RETURNING t.task_id, t.job_id, t.task_type, t.stage, t.task_index, t.status, t.a
 UPDATE coremachine.job_stages s
 SET remaining = s.remaining - d.done,
     completed = s.completed + d.completed,
-    failed = s.failed + d.failed
+    failed = s.failed + d.failed,
+    last_counted_at = now()
 FROM unnest(%(job_ids)s::text[], %(stages)s::int[], %(done)s::int[], %(completed)s::int[],
             %(failed)s::int[]) AS d(job_id, stage, done, completed, failed)
 WHERE s.job_id = d.job_id AND s.stage = d.stage
@@ -261,15 +262,18 @@ ORDER BY lease_expires_at
 LIMIT %(limit)s;
 
 -- name: stalled_stages
--- Running stages whose tasks all exist and are all terminal, untouched for a
--- while: their advancement was lost (or is racing; advance_stage is a CAS).
+-- Running stages, quiet for a while (no outcome counted), whose tasks all
+-- exist and are all terminal: their advancement was lost (or is racing;
+-- advance_stage is a CAS). The quiet filter comes first, so a stage that is
+-- making progress costs nothing here whatever its size.
 SELECT s.job_id, s.stage FROM coremachine.job_stages s
-WHERE s.status = 'running' AND s.started_at < now() - make_interval(secs => %(stall_seconds)s)
-  AND (SELECT count(*) FROM coremachine.tasks t
-       WHERE t.job_id = s.job_id AND t.stage = s.stage) = s.task_count
+WHERE s.status = 'running'
+  AND coalesce(s.last_counted_at, s.started_at) < now() - make_interval(secs => %(stall_seconds)s)
   AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t
                   WHERE t.job_id = s.job_id AND t.stage = s.stage
                     AND t.status IN ('queued', 'processing'))
+  AND (SELECT count(*) FROM coremachine.tasks t
+       WHERE t.job_id = s.job_id AND t.stage = s.stage) = s.task_count
 LIMIT %(limit)s;
 
 -- name: overdue_jobs

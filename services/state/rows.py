@@ -42,6 +42,7 @@ class StageRow:
     max_failed_tasks: int
     started_at: dt.datetime
     completed_at: dt.datetime | None
+    last_counted_at: dt.datetime | None
 
     def failures_exceed_tolerance(self) -> bool:
         return self.max_failed_tasks >= 0 and self.failed > self.max_failed_tasks

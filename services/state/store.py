@@ -35,7 +35,7 @@ from services.state.store_models import (
 )
 from services.state.task_store import MAX_LIST_LIMIT, TaskStore
 from shared.domain.ids import task_id_for
-from shared.domain.statuses import JobStatus
+from shared.domain.statuses import JobStatus, StageStatus
 from shared.errors import Conflict, InvalidArgument, NotFound
 from shared.pg_json import records_with_raw
 
@@ -293,7 +293,7 @@ class StateStore(TaskStore):
                     f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
                     "total_tasks",
                 )
-            if stage_row.status != "running":
+            if stage_row.status != StageStatus.RUNNING:
                 return 0, False
             created = 0
             if tasks:

@@ -122,3 +122,33 @@ async def test_completions_after_reclaim_by_the_janitor_count_once(pool, store, 
     await janitor(pool, store, OutboxRelay(pool, broker), f"j{uuid.uuid4()}").sweep()
     [late], stages = await store.complete_tasks([ok(task_id, token)])
     assert not late.accepted and stages == []
+
+
+async def test_janitor_leaves_a_stage_alone_while_outcomes_keep_arriving(
+    pool, store, broker, pg_conn
+):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 2)
+    claimed = await claim_stage(store, job_id, 1)
+    await store.complete_tasks([ok(*claimed[0])])  # counted just now
+    # A drifted counter (the only way a stage stalls): every task terminal, one "remaining".
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET status = 'completed', lease_token = NULL WHERE job_id = %s",
+        (job_id,),
+    )
+    j = Janitor(
+        pool,
+        store,
+        OutboxRelay(pool, broker),
+        interval=1,
+        stall_seconds=60,
+        job_deadline_seconds=3600,
+        holder="j",
+    )
+    assert (await j.sweep()).stages_advanced == 0  # busy a moment ago: not examined
+    await pg_conn.execute(
+        "UPDATE coremachine.job_stages SET last_counted_at = now() - interval '2 minutes',"
+        " started_at = now() - interval '2 minutes' WHERE job_id = %s",
+        (job_id,),
+    )
+    assert (await j.sweep()).stages_advanced == 1
