@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -165,18 +166,37 @@ class AsyncClient:
         lost or repeated; after `reconnect_for` seconds without success it
         raises Unavailable. `task_events=False` leaves out the per-task events.
         """
+        async for item in self._watch(job_id, after_seq, reconnect_for, task_events, False):
+            if isinstance(item, JobEvent):
+                yield item
+
+    async def _watch(
+        self,
+        job_id: str,
+        after_seq: int,
+        reconnect_for: float,
+        task_events: bool,
+        final_job: bool,
+    ) -> AsyncIterator[JobEvent | Job]:
+        """watch(); with final_job, the job as it ended comes last (from servers that send it)."""
         loop = asyncio.get_running_loop()
         last_progress = loop.time()
         backoff = 0.1
         while True:
             call = self._service().WatchJob(
                 jobs_pb2.WatchJobRequest(
-                    job_id=job_id, after_seq=after_seq, job_level_only=not task_events
+                    job_id=job_id,
+                    after_seq=after_seq,
+                    job_level_only=not task_events,
+                    final_job=final_job,
                 ),
                 metadata=self._metadata,
             )
             try:
                 async for response in call:
+                    if response.HasField("job"):
+                        yield _convert.job_from_proto(response.job)
+                        continue
                     event = _convert.event_from_proto(response.event)
                     after_seq = max(after_seq, event.seq)
                     last_progress, backoff = loop.time(), 0.1
@@ -202,18 +222,18 @@ class AsyncClient:
         job: Job | None = None
         try:
             async with scope:
-                job = await self.get(job_id)
-                if job.is_terminal:
-                    return job
                 try:
                     # Only job and stage events: a 100,000-task job's end is
-                    # awaited without streaming its 200,000 task events.
-                    async for _ in self.watch(job_id, task_events=False):
-                        pass
+                    # awaited without streaming its 200,000 task events; the
+                    # stream's last message is the job as it ended.
+                    async for item in self._watch(job_id, 0, 30.0, False, True):
+                        if isinstance(item, Job) and item.is_terminal:
+                            return item
                 except CoreMachineError as exc:
                     # A gateway without WatchJob: fall back to polling.
                     if exc.code != "UNIMPLEMENTED":
                         raise
+                # The stream ended without the job (an older gateway): ask for it.
                 job = await self.get(job_id)
                 while not job.is_terminal:
                     await asyncio.sleep(0.5)
@@ -222,5 +242,9 @@ class AsyncClient:
         except TimeoutError:
             if not scope.expired():
                 raise  # a call's own deadline, already a Timeout
+            if job is None:
+                # Waited on the stream only: one quick look for the message.
+                with contextlib.suppress(CoreMachineError, TimeoutError):
+                    job = await asyncio.wait_for(self.get(job_id), 5.0)
             status = job.status if job is not None else "unknown"
             raise Timeout(f"job {job_id} still {status} after {timeout}s") from None

@@ -129,6 +129,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         async for item in events:
             if isinstance(item, StreamEnd):
+                if request.final_job:
+                    job = item.job or await self.backends.get_job(request.job_id)
+                    yield jobs_pb2.WatchJobResponse(job=job_to_public(job))
                 return
             if item is not None:
                 yield jobs_pb2.WatchJobResponse(event=event_to_public(item))

@@ -33,6 +33,8 @@ class StreamEnd:
     """Marks the end of a job's events (the job is terminal)."""
 
     last_seq: int
+    # The job as it ended, when the state service sent it with the last page.
+    job: common_pb2.Job | None = None
 
 
 async def job_events(
@@ -59,18 +61,15 @@ async def job_events(
             after_seq = event.seq
             yield event
         if response.complete:
-            yield StreamEnd(after_seq)
+            yield StreamEnd(after_seq, response.job if response.HasField("job") else None)
             return
         if stopping.is_set():
             raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
-        if response.events:
-            response = await backends.list_events(
-                job_id, after_seq, _PAGE, job_level_only=job_level_only
-            )
-            continue
-        yield None  # idle: a chance for a keepalive
-        # Long poll: the state service answers as soon as the job has a new
-        # event (woken by its commit), or after poll_seconds with nothing.
+        if not response.events:
+            yield None  # idle: a chance for a keepalive
+        # Long poll: the state service answers at once if more events are
+        # there (a full page, or events committed meanwhile), else as soon as
+        # the job has a new event (woken by its commit), or after poll_seconds.
         call = asyncio.ensure_future(
             backends.list_events(
                 job_id, after_seq, _PAGE, wait_seconds=poll_seconds, job_level_only=job_level_only

@@ -44,18 +44,14 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     broker = await open_broker(settings)
     # The claim check's store: large task parameters out, large results back in.
     payloads, blobs = StagePayloads.from_settings(settings)
+    planner = Planner(state, settings.create_chunk_size, payloads)
     consumer = JobsConsumer(
-        broker,
-        settings.jobs_queue,
-        state,
-        registry,
-        Planner(state, settings.create_chunk_size, payloads),
-        settings.consumer_batch,
+        broker, settings.jobs_queue, state, registry, planner, settings.consumer_batch
     )
     server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
     server.add(
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-        OrchestratorServicer(registry, state),
+        OrchestratorServicer(registry, state, planner),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
     return OrchestratorApp(server, consumer, broker, channel, blobs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from coremachine.common.v1 import common_pb2
@@ -16,6 +17,7 @@ from services.orchestrator.registry import (
     PlanContext,
     PreviousResult,
     default_summary,
+    known_task_count,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,23 @@ CHUNK_MAX_BYTES = 16 * 1024 * 1024
 
 class PlanningError(Exception):
     """The job type's planning or aggregation failed: the job fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStage:
+    """A stage's task parameters (encoded, claim-checked) and its policy."""
+
+    task_type: str
+    encoded: list[bytes]
+    policy: state_pb2.StagePolicy
+
+    def new_tasks(self, indexes: range) -> list[state_pb2.NewTask]:
+        return [
+            state_pb2.NewTask(
+                task_index=i, task_type=self.task_type, parameters_json=self.encoded[i]
+            )
+            for i in indexes
+        ]
 
 
 class Planner:
@@ -95,45 +114,76 @@ class Planner:
 
     async def plan_stage(self, job: common_pb2.Job, job_type: JobType, stage: int) -> int:
         """Plans and creates a stage's tasks; returns how many were created now."""
-        spec = job_type.stages[stage - 1]
         previous = await self.stage_results(job.job_id, stage - 1) if stage > 1 else []
         ctx = PlanContext(
             job.job_id, job.job_type, stage, json.loads(job.parameters_json or b"{}"), previous
         )
+        planned = await self._plan(ctx, job_type)
+        created = 0
+        # Chunks keep each transaction and message bounded; the stage's total
+        # is fixed in the first one, so completions cannot finish it early.
+        for indexes in _chunks(planned.encoded, self.chunk_size, CHUNK_MAX_BYTES):
+            response = await self.state.CreateStageTasks(
+                state_pb2.CreateStageTasksRequest(
+                    job_id=job.job_id,
+                    stage=stage,
+                    total_tasks=len(planned.encoded),
+                    tasks=planned.new_tasks(indexes),
+                    policy=planned.policy,
+                )
+            )
+            created += response.created
+        return created
+
+    async def plan_first_stage(
+        self, job_id: str, job_type: JobType, parameters: dict[str, Any]
+    ) -> state_pb2.StageTasks | None:
+        """Stage 1 planned at submit, to be created with the job in one transaction.
+
+        None when it does not fit one request, or planning fails: the job is
+        then created with a "stage 1 ready" message and planned the usual way
+        (where a planning error fails the job, and a large stage is chunked).
+        """
+        spec = job_type.stages[0]
+        ctx = PlanContext(job_id, job_type.name, 1, parameters, [])
+        hint = known_task_count(spec.fan_out, ctx)
+        if hint is not None and hint > self.chunk_size:
+            return None  # not worth planning twice
+        try:
+            planned = await self._plan(ctx, job_type)
+        except Exception as exc:
+            log.info("stage 1 not planned at submit (%r); it will be planned from the queue", exc)
+            return None
+        chunks = _chunks(planned.encoded, self.chunk_size, CHUNK_MAX_BYTES)
+        if len(chunks) > 1:
+            return None
+        return state_pb2.StageTasks(
+            total_tasks=len(planned.encoded),
+            tasks=planned.new_tasks(chunks[0]),
+            policy=planned.policy,
+        )
+
+    async def _plan(self, ctx: PlanContext, job_type: JobType) -> PlannedStage:
+        spec = job_type.stages[ctx.stage - 1]
         try:
             planned = spec.fan_out.plan(ctx)
             if isinstance(spec.fan_out, FanIn):
                 planned = [_fan_in_params(planned[0], ctx, spec.fan_out.inline_limit)]
             encoded = [json.dumps(p).encode() for p in planned]
         except Exception as exc:
-            raise PlanningError(f"planning stage {stage} ({spec.name}) failed: {exc!r}") from exc
+            raise PlanningError(
+                f"planning stage {ctx.stage} ({spec.name}) failed: {exc!r}"
+            ) from exc
         # Outside the try: a blob-store outage is transient (the message is
         # retried), not a planning error that fails the job.
-        encoded = await self.payloads.wrap_parameters(encoded, job_id=job.job_id, stage=stage)
-        total = len(encoded)
+        encoded = await self.payloads.wrap_parameters(encoded, job_id=ctx.job_id, stage=ctx.stage)
         policy = state_pb2.StagePolicy(
             max_attempts=spec.retry.max_attempts,
             backoff_base_ms=spec.retry.backoff_base_ms,
             backoff_max_ms=spec.retry.backoff_max_ms,
-            max_failed_tasks=spec.max_failed_tasks(total, ctx.parameters),
+            max_failed_tasks=spec.max_failed_tasks(len(encoded), ctx.parameters),
         )
-        created = 0
-        # Chunks keep each transaction and message bounded; the stage's total
-        # is fixed in the first one, so completions cannot finish it early.
-        for indexes in _chunks(encoded, self.chunk_size, CHUNK_MAX_BYTES):
-            chunk = [
-                state_pb2.NewTask(
-                    task_index=i, task_type=spec.task_type, parameters_json=encoded[i]
-                )
-                for i in indexes
-            ]
-            response = await self.state.CreateStageTasks(
-                state_pb2.CreateStageTasksRequest(
-                    job_id=job.job_id, stage=stage, total_tasks=total, tasks=chunk, policy=policy
-                )
-            )
-            created += response.created
-        return created
+        return PlannedStage(spec.task_type, encoded, policy)
 
     async def finalize(self, job: common_pb2.Job, job_type: JobType) -> Any:
         """Runs the job type's aggregator (or the default summary)."""

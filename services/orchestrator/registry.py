@@ -112,6 +112,20 @@ class Custom:
 FanOut = FromParameter | MatchPrevious | PerItem | FanIn | Single | Custom
 
 
+def known_task_count(fan_out: FanOut, ctx: PlanContext) -> int | None:
+    """The stage's task count when it is known without planning, else None."""
+    if isinstance(fan_out, FromParameter):
+        try:
+            return int(ctx.parameters[fan_out.parameter])
+        except (KeyError, TypeError, ValueError):
+            return None
+    if isinstance(fan_out, FanIn | Single):
+        return 1
+    if isinstance(fan_out, MatchPrevious):
+        return len(ctx.previous)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     name: str

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from coremachine.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from services.orchestrator.planner import Planner
 from services.orchestrator.registry import JobRegistry
 from shared.domain.ids import job_id_for
 from shared.errors import InvalidArgument
@@ -43,9 +44,12 @@ def _nul_character_at(value: object, path: str) -> str | None:
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, registry: JobRegistry, state: state_pb2_grpc.StateServiceStub) -> None:
+    def __init__(
+        self, registry: JobRegistry, state: state_pb2_grpc.StateServiceStub, planner: Planner
+    ) -> None:
         self.registry = registry
         self.state = state
+        self.planner = planner
 
     @map_errors
     async def SubmitJob(self, request, context):
@@ -70,13 +74,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if (where := _nul_character_at(parameters, "")) is not None:
             # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, by name.
             raise InvalidArgument(f"{where}: the NUL character (U+0000) is not allowed", where)
+        job_id = job_id_for(job_type.name, parameters)
         response = await self.state.CreateJob(
             state_pb2.CreateJobRequest(
-                job_id=job_id_for(job_type.name, parameters),
+                job_id=job_id,
                 job_type=job_type.name,
                 parameters_json=json.dumps(parameters).encode(),
                 total_stages=len(job_type.stages),
                 metadata_json=json.dumps({"description": job_type.description}).encode(),
+                # Planned here, stage 1 starts with the job: no queue round trip.
+                first_stage=await self.planner.plan_first_stage(job_id, job_type, parameters),
             )
         )
         return orchestrator_pb2.SubmitJobResponse(job=response.job, created=response.created)

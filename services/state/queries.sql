@@ -5,7 +5,7 @@
 INSERT INTO coremachine.jobs (job_id, job_type, parameters, total_stages, metadata)
 VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s)
 ON CONFLICT (job_id) DO NOTHING
-RETURNING job_id;
+RETURNING *;
 
 -- name: get_job
 SELECT * FROM coremachine.jobs WHERE job_id = %(job_id)s;
@@ -232,7 +232,7 @@ WITH e AS (
                     AS (job_id text, event_type text, stage int, task_id text, data jsonb))
          WITH ORDINALITY AS x(job_id, event_type, stage, task_id, data, ord)
 ), counts AS (
-    SELECT job_id, max(k) AS n FROM e GROUP BY job_id
+    SELECT job_id, max(k) AS n, bool_or(task_id IS NULL) AS job_level FROM e GROUP BY job_id
 ), bumped AS (
     UPDATE coremachine.jobs j
     SET last_event_seq = j.last_event_seq + c.n
@@ -244,7 +244,10 @@ WITH e AS (
     SELECT e.job_id, b.base + e.k, e.event_type, e.stage, e.task_id, e.data
     FROM e JOIN bumped b ON b.job_id = e.job_id
 )
-SELECT pg_notify('cm_job_events', job_id) FROM counts;
+-- The payload says whether any job-level event (no task id) was added, so
+-- readers waiting for job-level events only are not woken by every task.
+SELECT pg_notify('cm_job_events', job_id || CASE WHEN job_level THEN ' job' ELSE ' task' END)
+FROM counts;
 
 -- name: acquire_lease
 -- Single-leader election: take the lease if free or expired, or renew it.

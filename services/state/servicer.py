@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
@@ -14,7 +14,7 @@ from services.state import convert
 from services.state.admin import Admin
 from services.state.event_feed import EventFeed
 from services.state.store import StateStore
-from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy
+from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy, StageTasks
 from shared.domain.retry import RetryPolicy
 from shared.errors import CoreMachineError, InvalidArgument
 from shared.grpc_errors import map_errors, status_for
@@ -61,25 +61,30 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             raise InvalidArgument("after_seq must be >= 0", "after_seq")
         job_id = _require(request.job_id, "job_id")
         if request.wait_ms <= 0 or self.feed is None:
-            events, complete = await self.store.list_events(
+            page = await self.store.events_page(
                 job_id, request.after_seq, request.limit, request.job_level_only
             )
         else:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + min(request.wait_ms, MAX_WAIT_MS) / 1000
             # Watch before reading, so an event committed in between is not missed.
-            with self.feed.watching(job_id) as woken:
-                events, complete = await self.store.list_events(
-                    job_id, request.after_seq, request.limit, request.job_level_only
-                )
-                if not events and not complete:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            woken.wait(), min(request.wait_ms, MAX_WAIT_MS) / 1000
-                        )
-                    events, complete = await self.store.list_events(
+            with self.feed.watching(job_id, request.job_level_only) as woken:
+                while True:
+                    woken.clear()
+                    page = await self.store.events_page(
                         job_id, request.after_seq, request.limit, request.job_level_only
                     )
+                    remaining = deadline - loop.time()
+                    if page.events or page.complete or remaining <= 0:
+                        break
+                    # Woken by events this reader filters out, or not at all yet:
+                    # keep waiting within the caller's deadline.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), remaining)
         return state_pb2.ListEventsResponse(
-            events=[convert.event_to_proto(e) for e in events], complete=complete
+            events=[convert.event_to_proto(e) for e in page.events],
+            complete=page.complete,
+            job=convert.job_to_proto(page.job) if page.job is not None else None,
         )
 
     @map_errors
@@ -143,12 +148,16 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         metadata = _json_or_empty(request.metadata_json, "metadata_json")
         if len(request.job_id) != 64:
             raise InvalidArgument("job_id must be 64 hex characters", "job_id")
+        first = request.first_stage if request.HasField("first_stage") else None
         view, created = await self.store.create_job(
             request.job_id,
             _require(request.job_type, "job_type"),
             params,
             request.total_stages,
             metadata,
+            StageTasks(first.total_tasks, _task_specs(first.tasks), _stage_policy(first.policy))
+            if first is not None
+            else None,
         )
         return state_pb2.CreateJobResponse(job=convert.job_to_proto(view), created=created)
 
@@ -169,29 +178,14 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
     @map_errors
     async def CreateStageTasks(self, request, context):
-        p = request.policy
-        try:
-            retry = RetryPolicy(
-                max_attempts=p.max_attempts or 4,
-                backoff_base_ms=p.backoff_base_ms or 1000,
-                backoff_max_ms=p.backoff_max_ms or 60_000,
-            )
-        except ValueError as exc:
-            raise InvalidArgument(str(exc), "policy") from None
-        tasks = [
-            NewTaskSpec(
-                t.task_index,
-                _require(t.task_type, "task_type"),
-                (t.parameters_json or b"{}").decode(),
-            )
-            for t in request.tasks
-        ]
+        policy = _stage_policy(request.policy)
+        tasks = _task_specs(request.tasks)
         created, completed = await self.store.create_stage_tasks(
             _require(request.job_id, "job_id"),
             request.stage,
             request.total_tasks,
             tasks,
-            StagePolicy(retry, p.max_failed_tasks),
+            policy,
         )
         return state_pb2.CreateStageTasksResponse(created=created, stage_completed=completed)
 
@@ -295,3 +289,26 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         return state_pb2.ListTasksResponse(
             tasks=[convert.task_to_proto(t) for t in tasks], next_page_token=token
         )
+
+
+def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
+    try:
+        retry = RetryPolicy(
+            max_attempts=p.max_attempts or 4,
+            backoff_base_ms=p.backoff_base_ms or 1000,
+            backoff_max_ms=p.backoff_max_ms or 60_000,
+        )
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), "policy") from None
+    return StagePolicy(retry, p.max_failed_tasks)
+
+
+def _task_specs(tasks: Iterable[state_pb2.NewTask]) -> list[NewTaskSpec]:
+    return [
+        NewTaskSpec(
+            t.task_index,
+            _require(t.task_type, "task_type"),
+            (t.parameters_json or b"{}").decode(),
+        )
+        for t in tasks
+    ]

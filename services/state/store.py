@@ -28,10 +28,12 @@ from services.state.locks import (
 from services.state.rows import EventRow, JobRow, StageRow
 from services.state.sql import Q
 from services.state.store_models import (
+    EventsPage,
     JobView,
     NewTaskSpec,
     StagePolicy,
     StageResult,
+    StageTasks,
 )
 from services.state.task_store import MAX_LIST_LIMIT, TaskStore
 from shared.domain.ids import task_id_for
@@ -57,12 +59,22 @@ class StateStore(TaskStore):
         parameters: dict[str, Any],
         total_stages: int,
         metadata: dict[str, Any],
+        first_stage: StageTasks | None = None,
     ) -> tuple[JobView, bool]:
-        """Creates the job and its "stage 1 ready" message; idempotent on job_id."""
+        """Creates the job; idempotent on job_id (a resubmit creates nothing).
+
+        With `first_stage` (planned by the orchestrator at submit) stage 1's
+        tasks and their messages are created in the job's transaction;
+        without, the job gets a "stage 1 ready" message and the orchestrator
+        plans stage 1 when it arrives.
+        """
         if total_stages < 1:
             raise InvalidArgument("total_stages must be at least 1", "total_stages")
+        if first_stage is not None:
+            _check_task_indexes(first_stage.total_tasks, first_stage.tasks)
         async with self._transaction() as conn:
-            cur = await conn.execute(
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(
                 Q.insert_job,
                 {
                     "job_id": job_id,
@@ -72,15 +84,26 @@ class StateStore(TaskStore):
                     "metadata": json.dumps(metadata),
                 },
             )
-            created = await cur.fetchone() is not None
-            if created:
-                await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
+            job = await cur.fetchone()
+            if job is not None:
                 await append_events(
                     conn, [NewEvent(job_id, "job_created", data={"job_type": job_type})]
                 )
-        if created:
+                if first_stage is None:
+                    await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
+                else:
+                    # The row inserted above is this transaction's: already locked.
+                    await self._create_stage_tasks_locked(
+                        conn,
+                        job,
+                        1,
+                        first_stage.total_tasks,
+                        first_stage.tasks,
+                        first_stage.policy,
+                    )
+        if job is not None:
             self._poke_relay()
-        return await self.get_job(job_id), created
+        return await self.get_job(job_id), job is not None
 
     async def get_job(self, job_id: str) -> JobView:
         # Both queries leave before either answer is awaited (pipeline mode).
@@ -218,6 +241,13 @@ class StateStore(TaskStore):
     ) -> tuple[list[EventRow], bool]:
         """Events after a sequence number; complete=True when the job is
         terminal and nothing follows the last one returned."""
+        page = await self.events_page(job_id, after_seq, limit, job_level_only)
+        return page.events, page.complete
+
+    async def events_page(
+        self, job_id: str, after_seq: int, limit: int, job_level_only: bool = False
+    ) -> EventsPage:
+        """list_events, with the ended job when the page completes its events."""
         limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
         # One snapshot for the job row and its events, so "complete" is exact.
         async with self._transaction() as conn:
@@ -234,9 +264,14 @@ class StateStore(TaskStore):
                 },
             )
             events = await cur.fetchall()
-        # A short page read in the same snapshot as a terminal job is the end.
-        complete = JobStatus(job.status).is_terminal and len(events) < limit
-        return events, complete
+            # A short page read in the same snapshot as a terminal job is the end.
+            complete = JobStatus(job.status).is_terminal and len(events) < limit
+            ended = None
+            if complete:
+                stage_cur = conn.cursor(row_factory=class_row(StageRow))
+                await stage_cur.execute(Q.job_stages, {"job_id": job_id})
+                ended = JobView(job, await stage_cur.fetchall())
+        return EventsPage(events, complete, ended)
 
     # -- stages ----------------------------------------------------------------
 
@@ -254,83 +289,93 @@ class StateStore(TaskStore):
         rows already exist, and they are skipped. Returns (created, completed):
         a stage of zero tasks completes at once.
         """
-        if total_tasks < 0:
-            raise InvalidArgument("total_tasks must be >= 0", "total_tasks")
-        for spec in tasks:
-            if not 0 <= spec.task_index < total_tasks:
-                raise InvalidArgument(
-                    f"task_index {spec.task_index} outside 0..{total_tasks - 1}", "task_index"
-                )
-        stage_completed = False
+        _check_task_indexes(total_tasks, tasks)
         async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
             if JobStatus(job.status).is_terminal:
                 return 0, False
             if not 1 <= stage <= job.total_stages:
                 raise InvalidArgument(f"stage {stage} outside 1..{job.total_stages}", "stage")
+            created, stage_completed = await self._create_stage_tasks_locked(
+                conn, job, stage, total_tasks, tasks, policy
+            )
+        self._poke_relay()
+        return created, stage_completed
+
+    async def _create_stage_tasks_locked(
+        self,
+        conn: psycopg.AsyncConnection,
+        job: JobRow,
+        stage: int,
+        total_tasks: int,
+        tasks: Sequence[NewTaskSpec],
+        policy: StagePolicy,
+    ) -> tuple[int, bool]:
+        """create_stage_tasks inside the caller's transaction, the job row locked."""
+        job_id = job.job_id
+        cur = await conn.execute(
+            Q.insert_stage,
+            {
+                "job_id": job_id,
+                "stage": stage,
+                "task_count": total_tasks,
+                "max_attempts": policy.retry.max_attempts,
+                "backoff_base_ms": policy.retry.backoff_base_ms,
+                "backoff_max_ms": policy.retry.backoff_max_ms,
+                "max_failed_tasks": policy.max_failed_tasks,
+            },
+        )
+        first_chunk = await cur.fetchone() is not None
+        if first_chunk:
+            await conn.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
+            await append_events(
+                conn,
+                [NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})],
+            )
+        stage_row = await locked_stage(conn, job_id, stage)
+        if stage_row.task_count != total_tasks:
+            raise InvalidArgument(
+                f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
+                "total_tasks",
+            )
+        if stage_row.status != StageStatus.RUNNING:
+            return 0, False
+        created = 0
+        if tasks:
             cur = await conn.execute(
-                Q.insert_stage,
+                Q.insert_tasks,
                 {
                     "job_id": job_id,
+                    "job_type": job.job_type,
                     "stage": stage,
-                    "task_count": total_tasks,
-                    "max_attempts": policy.retry.max_attempts,
-                    "backoff_base_ms": policy.retry.backoff_base_ms,
-                    "backoff_max_ms": policy.retry.backoff_max_ms,
-                    "max_failed_tasks": policy.max_failed_tasks,
+                    "tasks": records_with_raw(
+                        (
+                            (
+                                {
+                                    "task_id": task_id_for(job_id, stage, t.task_index),
+                                    "task_type": t.task_type,
+                                    "task_index": t.task_index,
+                                },
+                                t.parameters_json,
+                            )
+                            for t in tasks
+                        ),
+                        "parameters",
+                    ),
                 },
             )
-            first_chunk = await cur.fetchone() is not None
-            if first_chunk:
-                await conn.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
-                await append_events(
-                    conn,
-                    [NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})],
-                )
-            stage_row = await locked_stage(conn, job_id, stage)
-            if stage_row.task_count != total_tasks:
-                raise InvalidArgument(
-                    f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
-                    "total_tasks",
-                )
-            if stage_row.status != StageStatus.RUNNING:
-                return 0, False
-            created = 0
-            if tasks:
-                cur = await conn.execute(
-                    Q.insert_tasks,
-                    {
-                        "job_id": job_id,
-                        "job_type": job.job_type,
-                        "stage": stage,
-                        "tasks": records_with_raw(
-                            (
-                                (
-                                    {
-                                        "task_id": task_id_for(job_id, stage, t.task_index),
-                                        "task_type": t.task_type,
-                                        "task_index": t.task_index,
-                                    },
-                                    t.parameters_json,
-                                )
-                                for t in tasks
-                            ),
-                            "parameters",
-                        ),
-                    },
-                )
-                inserted = await cur.fetchall()
-                created = len(inserted)
-                await self.outbox.write(
-                    conn,
-                    [
-                        self.outbox.task(task_id, job_id, task_type, attempt)
-                        for task_id, task_type, attempt in inserted
-                    ],
-                )
-            if total_tasks == 0:
-                stage_completed = await evaluate_stage(conn, self.outbox, job, stage_row, None)
-        self._poke_relay()
+            inserted = await cur.fetchall()
+            created = len(inserted)
+            await self.outbox.write(
+                conn,
+                [
+                    self.outbox.task(task_id, job_id, task_type, attempt)
+                    for task_id, task_type, attempt in inserted
+                ],
+            )
+        stage_completed = False
+        if total_tasks == 0:
+            stage_completed = await evaluate_stage(conn, self.outbox, job, stage_row, None)
         return created, stage_completed
 
     async def advance_stage(self, job_id: str, stage: int) -> bool:
@@ -406,3 +451,13 @@ def _parse_job_token(token: str) -> tuple[dt.datetime | None, str | None]:
         return dt.datetime.fromisoformat(created), job_id
     except ValueError:
         raise InvalidArgument("malformed page_token", "page_token") from None
+
+
+def _check_task_indexes(total_tasks: int, tasks: Sequence[NewTaskSpec]) -> None:
+    if total_tasks < 0:
+        raise InvalidArgument("total_tasks must be >= 0", "total_tasks")
+    for spec in tasks:
+        if not 0 <= spec.task_index < total_tasks:
+            raise InvalidArgument(
+                f"task_index {spec.task_index} outside 0..{total_tasks - 1}", "task_index"
+            )

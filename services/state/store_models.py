@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.state.rows import JobRow, StageRow
+from services.state.rows import EventRow, JobRow, StageRow
 from shared.domain.retry import RetryPolicy
 
 
@@ -12,6 +12,15 @@ from shared.domain.retry import RetryPolicy
 class JobView:
     job: JobRow
     stages: list[StageRow]
+
+
+@dataclass(slots=True)
+class EventsPage:
+    events: list[EventRow]
+    # The job is terminal and no event follows these.
+    complete: bool
+    # With complete: the job as it ended (same snapshot as the events).
+    job: JobView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,15 @@ class NewTaskSpec:
 class StagePolicy:
     retry: RetryPolicy
     max_failed_tasks: int = 0  # -1 tolerates every failure
+
+
+@dataclass(frozen=True, slots=True)
+class StageTasks:
+    """A whole stage's tasks, created in one transaction (stage 1 at submit)."""
+
+    total_tasks: int
+    tasks: list[NewTaskSpec]
+    policy: StagePolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,22 @@ def test_watch_job_streams_every_event_and_ends_with_the_job(stack, client, http
     assert [r.event.seq for r in resumed] == [e.seq for e in events if e.seq > cut]
 
 
+def test_watch_job_can_end_with_the_job_as_it_ended(stack, client):
+    job_id = submit(client, n=2, task_delay_ms=100, message="final job").job.job_id
+    request = jobs_pb2.WatchJobRequest(job_id=job_id, job_level_only=True, final_job=True)
+    responses = list(client.WatchJob(request, timeout=60))
+    *events, last = responses
+    assert all(r.HasField("event") and not r.HasField("job") for r in events)
+    assert events[-1].event.event_type == "job_completed"
+    assert not last.HasField("event") and last.job.job_id == job_id
+    assert last.job.status == common_pb2.JOB_STATUS_COMPLETED
+    assert last.job.result.struct_value["total_tasks"] == 4
+    # Watching the ended job again: its job-level events, then the job once more.
+    again = list(client.WatchJob(request, timeout=60))
+    assert [r.event.seq for r in again[:-1]] == [r.event.seq for r in events]
+    assert again[-1].job == last.job
+
+
 def test_watch_job_errors(stack, client):
     with pytest.raises(grpc.RpcError) as err:
         list(client.WatchJob(jobs_pb2.WatchJobRequest(job_id="9" * 64), timeout=10))

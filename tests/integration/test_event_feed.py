@@ -7,8 +7,10 @@ import time
 
 import psycopg
 
+from coremachine.state.v1 import state_pb2
 from services.state.event_feed import EventFeed
-from tests.integration.state_fixtures import make_job
+from services.state.servicer import StateServicer
+from tests.integration.state_fixtures import claim_stage, make_job, make_stage
 
 
 async def test_a_waiting_reader_wakes_when_its_job_gets_an_event(db_url, store):
@@ -28,6 +30,57 @@ async def test_a_waiting_reader_wakes_when_its_job_gets_an_event(db_url, store):
         await store.cancel_job(job_id, "wake up")
         await asyncio.wait_for(waiter, 10)
         assert time.monotonic() - started < 5  # woken, not timed out (20 s)
+    finally:
+        stopping.set()
+        await runner
+
+
+async def test_a_job_level_reader_sleeps_through_task_events(db_url, store):
+    # The SDK's wait reads job-level events only: each task's events must not
+    # wake it (on a busy job that was a wasted read every few milliseconds).
+    feed = EventFeed(lambda: psycopg.AsyncConnection.connect(db_url, autocommit=True))
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(feed.run(stopping))
+    try:
+        job_id = await make_job(store)
+        await make_stage(store, job_id, 1, 2)
+        await asyncio.sleep(0.3)  # let LISTEN take effect
+        job_level = asyncio.create_task(feed.wait(job_id, timeout=20, job_level_only=True))
+        every_event = asyncio.create_task(feed.wait(job_id, timeout=20))
+        await asyncio.sleep(0.1)
+        await claim_stage(store, job_id, 1)  # task_started events only
+        await asyncio.wait_for(every_event, 10)
+        await asyncio.sleep(0.3)
+        assert not job_level.done()
+        await store.cancel_job(job_id, "a job-level event")
+        await asyncio.wait_for(job_level, 10)
+    finally:
+        stopping.set()
+        await runner
+
+
+async def test_a_job_level_long_poll_returns_with_the_next_job_level_event(db_url, store):
+    feed = EventFeed(lambda: psycopg.AsyncConnection.connect(db_url, autocommit=True))
+    servicer = StateServicer(store, admin=None, feed=feed)  # type: ignore[arg-type]
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(feed.run(stopping))
+    try:
+        job_id = await make_job(store)
+        await make_stage(store, job_id, 1, 2)
+        events, _ = await store.list_events(job_id, 0, 1000)
+        await asyncio.sleep(0.3)  # let LISTEN take effect
+        request = state_pb2.ListEventsRequest(
+            job_id=job_id, after_seq=events[-1].seq, wait_ms=20_000, job_level_only=True
+        )
+        poll = asyncio.create_task(servicer.ListEvents(request, None))
+        await asyncio.sleep(0.1)
+        await claim_stage(store, job_id, 1)  # task events: no answer yet, keep waiting
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        await store.cancel_job(job_id, "a job-level event")
+        response = await asyncio.wait_for(poll, 10)
+        assert [e.event_type for e in response.events] == ["job_cancelled"]
+        assert all(not e.task_id for e in response.events)
     finally:
         stopping.set()
         await runner

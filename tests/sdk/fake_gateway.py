@@ -230,6 +230,8 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
                 yield jobs_pb2.WatchJobResponse(event=event)
                 sent, after = sent + 1, event.seq
             if job.status in TERMINAL:
+                if request.final_job:
+                    yield jobs_pb2.WatchJobResponse(job=job)
                 return
             await changed.wait()
 

@@ -226,6 +226,23 @@ def test_wait_returns_the_final_job(gateway: FakeGateway, client: Client):
     assert final.status is JobStatus.FAILED and final.error == "task greet[1] failed: boom"
 
 
+def test_wait_takes_the_job_from_the_end_of_the_stream(gateway: FakeGateway, client: Client):
+    job = client.submit("hello_world", n=2)
+
+    def finish_once_waiting() -> None:
+        gateway.wait_until(lambda s: bool(s.watch_requests))
+        gateway.call(gateway.service.finish, job.job_id)
+
+    finisher = threading.Thread(target=finish_once_waiting)
+    finisher.start()
+    final = client.wait(job.job_id, timeout=10)
+    finisher.join()
+    assert final.status is JobStatus.COMPLETED
+    # The stream's final message carried the job: no GetJob before or after.
+    calls = gateway.call(lambda s: [c for c, _ in s.calls], gateway.service)
+    assert "GetJob" not in calls and "WatchJob" in calls
+
+
 def test_wait_polls_when_the_gateway_cannot_watch(gateway: FakeGateway, client: Client):
     gateway.call(gateway.service.unimplemented.add, "WatchJob")
     job = client.submit("hello_world", n=2)

@@ -198,20 +198,24 @@ class ResubmitJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., tasks_requeued: _Optional[int] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id", "after_seq", "job_level_only")
+    __slots__ = ("job_id", "after_seq", "job_level_only", "final_job")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     JOB_LEVEL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    FINAL_JOB_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_seq: int
     job_level_only: bool
-    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., job_level_only: _Optional[bool] = ...) -> None: ...
+    final_job: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., job_level_only: _Optional[bool] = ..., final_job: _Optional[bool] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "job")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     event: JobEvent
-    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+    job: Job
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobTypesRequest(_message.Message):
     __slots__ = ()

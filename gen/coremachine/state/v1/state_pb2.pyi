@@ -8,18 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json")
+    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STAGES_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     parameters_json: bytes
     total_stages: int
     metadata_json: bytes
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ...) -> None: ...
+    first_stage: StageTasks
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ...) -> None: ...
+
+class StageTasks(_message.Message):
+    __slots__ = ("total_tasks", "tasks", "policy")
+    TOTAL_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    total_tasks: int
+    tasks: _containers.RepeatedCompositeFieldContainer[NewTask]
+    policy: StagePolicy
+    def __init__(self, total_tasks: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[NewTask, _Mapping]]] = ..., policy: _Optional[_Union[StagePolicy, _Mapping]] = ...) -> None: ...
 
 class CreateJobResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -368,12 +380,14 @@ class ListEventsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ..., job_level_only: _Optional[bool] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
-    __slots__ = ("events", "complete")
+    __slots__ = ("events", "complete", "job")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_common_pb2.JobEvent]
     complete: bool
-    def __init__(self, events: _Optional[_Iterable[_Union[_common_pb2.JobEvent, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+    job: _common_pb2.Job
+    def __init__(self, events: _Optional[_Iterable[_Union[_common_pb2.JobEvent, _Mapping]]] = ..., complete: _Optional[bool] = ..., job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()
