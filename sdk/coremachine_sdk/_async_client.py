@@ -166,7 +166,8 @@ class AsyncClient:
         lost or repeated; after `reconnect_for` seconds without success it
         raises Unavailable. `task_events=False` leaves out the per-task events.
         """
-        async for item in self._watch(job_id, after_seq, reconnect_for, task_events, False):
+        levels = {"job_level_only": not task_events}
+        async for item in self._watch(job_id, after_seq, reconnect_for, levels, final_job=False):
             if isinstance(item, JobEvent):
                 yield item
 
@@ -175,20 +176,19 @@ class AsyncClient:
         job_id: str,
         after_seq: int,
         reconnect_for: float,
-        task_events: bool,
+        levels: dict[str, bool],
+        *,
         final_job: bool,
     ) -> AsyncIterator[JobEvent | Job]:
-        """watch(); with final_job, the job as it ended comes last (from servers that send it)."""
+        """watch(); levels are WatchJobRequest's filters; with final_job, the
+        job as it ended comes last (from servers that send it)."""
         loop = asyncio.get_running_loop()
         last_progress = loop.time()
         backoff = 0.1
         while True:
             call = self._service().WatchJob(
                 jobs_pb2.WatchJobRequest(
-                    job_id=job_id,
-                    after_seq=after_seq,
-                    job_level_only=not task_events,
-                    final_job=final_job,
+                    job_id=job_id, after_seq=after_seq, final_job=final_job, **levels
                 ),
                 metadata=self._metadata,
             )
@@ -223,10 +223,11 @@ class AsyncClient:
         try:
             async with scope:
                 try:
-                    # Only job and stage events: a 100,000-task job's end is
-                    # awaited without streaming its 200,000 task events; the
-                    # stream's last message is the job as it ended.
-                    async for item in self._watch(job_id, 0, 30.0, False, True):
+                    # Only the event that ends the job: a 100,000-task job's
+                    # end is awaited without streaming its 200,000 task
+                    # events; the stream's last message is the job as it ended.
+                    levels = {"job_level_only": True, "end_only": True}
+                    async for item in self._watch(job_id, 0, 30.0, levels, final_job=True):
                         if isinstance(item, Job) and item.is_terminal:
                             return item
                 except CoreMachineError as exc:

@@ -126,6 +126,7 @@ class Backends:
         limit: int = 500,
         wait_seconds: float = 0.0,
         job_level_only: bool = False,
+        end_only: bool = False,
     ) -> state_pb2.ListEventsResponse:
         """Events after after_seq; with wait_seconds, a long poll for the next one."""
         return await _call(
@@ -136,6 +137,7 @@ class Backends:
                 limit=limit,
                 wait_ms=int(wait_seconds * 1000),
                 job_level_only=job_level_only,
+                end_only=end_only,
             ),
             _READ_TIMEOUT + wait_seconds,
         )

@@ -110,6 +110,9 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         job_level_only: Annotated[
             bool, Query(description="only job and stage events, without per-task ones")
         ] = False,
+        end_only: Annotated[
+            bool, Query(description="only the event that ends the job (for a waiter)")
+        ] = False,
     ) -> StreamingResponse:
         """The job's events as Server-Sent Events (`id:` = seq), ending when the job ends.
 
@@ -118,7 +121,9 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         check_job_id(job_id)
         after_seq = _last_seq(after, last_event_id)
         # Fetched before the response starts, so an unknown job is a plain 404.
-        first = await ctx.backends.list_events(job_id, after_seq, job_level_only=job_level_only)
+        first = await ctx.backends.list_events(
+            job_id, after_seq, job_level_only=job_level_only, end_only=end_only
+        )
         events = job_events(
             ctx.backends,
             job_id,
@@ -127,6 +132,7 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
             ctx.stopping,
             first,
             job_level_only=job_level_only,
+            end_only=end_only,
         )
         return StreamingResponse(
             sse_stream(events),

@@ -126,6 +126,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             self.events_poll_seconds,
             self.stopping,
             job_level_only=request.job_level_only,
+            end_only=request.end_only,
         )
         async for item in events:
             if isinstance(item, StreamEnd):

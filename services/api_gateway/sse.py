@@ -45,6 +45,7 @@ async def job_events(
     stopping: asyncio.Event,
     first: state_pb2.ListEventsResponse | None = None,
     job_level_only: bool = False,
+    end_only: bool = False,
 ) -> AsyncIterator[common_pb2.JobEvent | StreamEnd | None]:
     """Yields events after after_seq, None while idle (once per poll), StreamEnd last.
 
@@ -54,7 +55,7 @@ async def job_events(
     elsewhere, instead of holding the shutdown up.
     """
     response = first or await backends.list_events(
-        job_id, after_seq, _PAGE, job_level_only=job_level_only
+        job_id, after_seq, _PAGE, job_level_only=job_level_only, end_only=end_only
     )
     while True:
         for event in response.events:
@@ -72,7 +73,12 @@ async def job_events(
         # the job has a new event (woken by its commit), or after poll_seconds.
         call = asyncio.ensure_future(
             backends.list_events(
-                job_id, after_seq, _PAGE, wait_seconds=poll_seconds, job_level_only=job_level_only
+                job_id,
+                after_seq,
+                _PAGE,
+                wait_seconds=poll_seconds,
+                job_level_only=job_level_only,
+                end_only=end_only,
             )
         )
         stop = asyncio.ensure_future(stopping.wait())

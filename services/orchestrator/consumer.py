@@ -87,17 +87,22 @@ class JobsConsumer:
             await self._settle(self.broker.complete([message]))
 
     async def _process(self, decoded: StageReady | FinalizeJob, job_type) -> None:
-        job = (await self.state.GetJob(state_pb2.GetJobRequest(job_id=decoded.job_id))).job
+        # The stage whose results the step needs: the previous one to plan a
+        # stage, the last one to finalize (read with the job, in one call).
+        needs = decoded.stage - 1 if isinstance(decoded, StageReady) else len(job_type.stages)
+        job, results = await self.planner.job_and_results(decoded.job_id, needs)
         if job.status in TERMINAL_JOB:
             return  # cancelled or failed meanwhile, or a replay of a finished job
         try:
             if isinstance(decoded, StageReady):
                 if decoded.stage > len(job_type.stages):
                     raise PlanningError(f"job type has no stage {decoded.stage}")
-                created = await self.planner.plan_stage(job, job_type, decoded.stage)
+                created = await self.planner.plan_stage(job, job_type, decoded.stage, results)
                 log.info("stage %d planned: %d tasks created", decoded.stage, created)
             else:
-                result = await self.planner.finalize(job, job_type)
+                if job.total_stages != needs:  # the job type changed since submit
+                    job, results = await self.planner.job_and_results(job.job_id, job.total_stages)
+                result = await self.planner.finalize(job, job_type, results)
                 await self.state.CompleteJob(
                     state_pb2.CompleteJobRequest(
                         job_id=job.job_id, result_json=json.dumps(result).encode()

@@ -73,15 +73,34 @@ class Planner:
         self.payloads = payloads
 
     async def stage_results(self, job_id: str, stage: int) -> list[PreviousResult]:
+        return (await self._read_results(job_id, stage, include_job=False))[1]
+
+    async def job_and_results(
+        self, job_id: str, stage: int
+    ) -> tuple[common_pb2.Job, list[PreviousResult]]:
+        """The job and a stage's results in one call (stage 0: none)."""
+        if stage < 1:
+            job = (await self.state.GetJob(state_pb2.GetJobRequest(job_id=job_id))).job
+            return job, []
+        job, results = await self._read_results(job_id, stage, include_job=True)
+        assert job is not None
+        return job, results
+
+    async def _read_results(
+        self, job_id: str, stage: int, *, include_job: bool
+    ) -> tuple[common_pb2.Job | None, list[PreviousResult]]:
+        job = None
         rows = []
         async for chunk in self.state.GetStageResults(
-            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage)
+            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage, include_job=include_job)
         ):
+            if chunk.HasField("job"):
+                job = chunk.job
             rows.extend(chunk.results)
         # Results a worker stored by claim check are fetched here, so planning
         # and aggregators see values, never references.
         values = await self.payloads.load_many([r.result_json for r in rows])
-        return [
+        return job, [
             PreviousResult(r.task_index, _STATUS_NAME.get(r.status, "unknown"), value, r.error)
             for r, value in zip(rows, values, strict=True)
         ]
@@ -112,9 +131,15 @@ class Planner:
             if not token:
                 return failed
 
-    async def plan_stage(self, job: common_pb2.Job, job_type: JobType, stage: int) -> int:
-        """Plans and creates a stage's tasks; returns how many were created now."""
-        previous = await self.stage_results(job.job_id, stage - 1) if stage > 1 else []
+    async def plan_stage(
+        self,
+        job: common_pb2.Job,
+        job_type: JobType,
+        stage: int,
+        previous: list[PreviousResult],
+    ) -> int:
+        """Plans and creates a stage's tasks from the previous stage's results;
+        returns how many were created now."""
         ctx = PlanContext(
             job.job_id, job.job_type, stage, json.loads(job.parameters_json or b"{}"), previous
         )
@@ -185,9 +210,10 @@ class Planner:
         )
         return PlannedStage(spec.task_type, encoded, policy)
 
-    async def finalize(self, job: common_pb2.Job, job_type: JobType) -> Any:
-        """Runs the job type's aggregator (or the default summary)."""
-        final = await self.stage_results(job.job_id, job.total_stages)
+    async def finalize(
+        self, job: common_pb2.Job, job_type: JobType, final: list[PreviousResult]
+    ) -> Any:
+        """Runs the job type's aggregator (or the default summary) on the last stage's results."""
         ctx = AggregateContext(
             job.job_id,
             job.job_type,

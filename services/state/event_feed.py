@@ -1,11 +1,13 @@
 """Wakes long-polling event readers when a job gets new events.
 
 Transactions that append events NOTIFY `cm_job_events` with the job id and
-whether a job-level event (one without a task id) was among them; one LISTEN
-connection per state process turns those into asyncio wake-ups for the
-ListEvents calls waiting on that job (in any state replica). A reader that
-waits for job-level events only (SDK `wait`) is not woken by each task's
-events: on a busy job that would be a wasted read every few milliseconds.
+the highest level among the events added: "end" (an event that ends the
+job), "job" (job- or stage-level), or "task" (per-task events only). One
+LISTEN connection per state process turns those into asyncio wake-ups for the
+ListEvents calls waiting on that job (in any state replica). A reader waiting
+for job-level events is not woken by each task's events, nor one waiting for
+the end (SDK `wait`) by anything else: on a busy job that would be a wasted
+read every few milliseconds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import psycopg
@@ -25,18 +28,29 @@ log = logging.getLogger(__name__)
 CHANNEL = "cm_job_events"
 
 
-def parse_payload(payload: str) -> tuple[str, bool]:
-    """(job id, whether job-level events were added) from a notification."""
+class Level(IntEnum):
+    """What a notification carries, or the least a reader wants woken for."""
+
+    TASK = 0
+    JOB = 1
+    END = 2
+
+
+_LEVELS = {"task": Level.TASK, "job": Level.JOB, "end": Level.END}
+
+
+def parse_payload(payload: str) -> tuple[str, Level]:
+    """(job id, level of the events added) from a notification."""
     job_id, _, level = payload.rpartition(" ")
-    if not job_id:  # an older sender's bare job id: treat it as job-level
-        return payload, True
-    return job_id, level != "task"
+    if not job_id:  # a bare job id (an older sender): wake everyone
+        return payload, Level.END
+    return job_id, _LEVELS.get(level, Level.END)
 
 
 @dataclass(eq=False)
 class _Waiter:
     event: asyncio.Event
-    job_level_only: bool
+    level: Level
 
 
 class EventFeed:
@@ -45,14 +59,14 @@ class EventFeed:
         self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
 
     @contextlib.contextmanager
-    def watching(self, job_id: str, job_level_only: bool = False) -> Iterator[asyncio.Event]:
-        """An event set when the job gets new events while the block runs
-        (with job_level_only, only events without a task id count).
+    def watching(self, job_id: str, level: Level = Level.TASK) -> Iterator[asyncio.Event]:
+        """An event set when the job gets new events of at least `level`
+        while the block runs.
 
         Register first, then read: an event committed between the read and the
         wait still sets it, so no wake-up is lost.
         """
-        waiter = _Waiter(asyncio.Event(), job_level_only)
+        waiter = _Waiter(asyncio.Event(), level)
         self._waiters[job_id].add(waiter)
         try:
             yield waiter.event
@@ -63,14 +77,14 @@ class EventFeed:
                 if not waiters:
                     del self._waiters[job_id]
 
-    async def wait(self, job_id: str, timeout: float, job_level_only: bool = False) -> None:
-        """Returns when the job gets an event, or after timeout seconds."""
-        with self.watching(job_id, job_level_only) as event, contextlib.suppress(TimeoutError):
+    async def wait(self, job_id: str, timeout: float, level: Level = Level.TASK) -> None:
+        """Returns when the job gets an event of at least `level`, or after timeout seconds."""
+        with self.watching(job_id, level) as event, contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    def _wake(self, job_id: str, job_level: bool = True) -> None:
+    def _wake(self, job_id: str, level: Level = Level.END) -> None:
         for waiter in self._waiters.get(job_id, ()):
-            if job_level or not waiter.job_level_only:
+            if level >= waiter.level:
                 waiter.event.set()
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -15,6 +15,9 @@ import psycopg
 from services.state.sql import Q
 from shared.pg_json import records
 
+# The events that end a job (a redrive may start it again).
+JOB_END_EVENTS = ("job_completed", "job_failed", "job_cancelled")
+
 
 @dataclass(slots=True)
 class NewEvent:
@@ -41,6 +44,7 @@ async def append_events(conn: psycopg.AsyncConnection, events: list[NewEvent]) -
                     "data": e.data,
                 }
                 for e in events
-            )
+            ),
+            "end_events": list(JOB_END_EVENTS),
         },
     )

@@ -232,7 +232,9 @@ WITH e AS (
                     AS (job_id text, event_type text, stage int, task_id text, data jsonb))
          WITH ORDINALITY AS x(job_id, event_type, stage, task_id, data, ord)
 ), counts AS (
-    SELECT job_id, max(k) AS n, bool_or(task_id IS NULL) AS job_level FROM e GROUP BY job_id
+    SELECT job_id, max(k) AS n, bool_or(task_id IS NULL) AS job_level,
+           bool_or(event_type = ANY(%(end_events)s)) AS job_end
+    FROM e GROUP BY job_id
 ), bumped AS (
     UPDATE coremachine.jobs j
     SET last_event_seq = j.last_event_seq + c.n
@@ -244,9 +246,11 @@ WITH e AS (
     SELECT e.job_id, b.base + e.k, e.event_type, e.stage, e.task_id, e.data
     FROM e JOIN bumped b ON b.job_id = e.job_id
 )
--- The payload says whether any job-level event (no task id) was added, so
--- readers waiting for job-level events only are not woken by every task.
-SELECT pg_notify('cm_job_events', job_id || CASE WHEN job_level THEN ' job' ELSE ' task' END)
+-- The payload says the highest level among the events added (the job's end,
+-- a job-level event, or task events only), so that readers waiting for
+-- job-level events or for the end only are not woken by every task.
+SELECT pg_notify('cm_job_events',
+                 job_id || CASE WHEN job_end THEN ' end' WHEN job_level THEN ' job' ELSE ' task' END)
 FROM counts;
 
 -- name: acquire_lease
@@ -343,12 +347,23 @@ SET status = 'processing', stage = %(stage)s, error_details = NULL, result_data 
                      FROM jsonb_each(stage_results) WHERE key::int < %(stage)s)
 WHERE job_id = %(job_id)s;
 
--- name: list_events
-SELECT job_id, seq, event_type, stage, task_id, data, created_at
-FROM coremachine.job_events
-WHERE job_id = %(job_id)s AND seq > %(after_seq)s
-  AND (NOT %(job_level_only)s OR task_id IS NULL)
-ORDER BY seq LIMIT %(limit)s;
+-- name: events_page
+-- A page of a job's events with the job's status, in one statement: one
+-- snapshot, so "terminal and nothing follows" is exact, and no transaction
+-- for a long poll's every read. One row per event, or a single row with NULL
+-- event columns when nothing (of the requested level) follows after_seq.
+SELECT j.status::text AS job_status,
+       e.job_id, e.seq, e.event_type, e.stage, e.task_id, e.data, e.created_at
+FROM coremachine.jobs j
+LEFT JOIN LATERAL (
+    SELECT ev.* FROM coremachine.job_events ev
+    WHERE ev.job_id = j.job_id AND ev.seq > %(after_seq)s
+      AND (NOT %(job_level_only)s OR ev.task_id IS NULL)
+      AND (NOT %(end_only)s OR ev.event_type = ANY(%(end_events)s))
+    ORDER BY ev.seq LIMIT %(limit)s
+) e ON true
+WHERE j.job_id = %(job_id)s
+ORDER BY e.seq;
 
 -- name: jobs_by_status
 SELECT status::text, count(*) FROM coremachine.jobs GROUP BY status;

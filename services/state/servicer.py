@@ -12,7 +12,7 @@ import grpc
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 from services.state import convert
 from services.state.admin import Admin
-from services.state.event_feed import EventFeed
+from services.state.event_feed import EventFeed, Level
 from services.state.store import StateStore
 from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy, StageTasks
 from shared.domain.retry import RetryPolicy
@@ -60,19 +60,26 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         if request.after_seq < 0:
             raise InvalidArgument("after_seq must be >= 0", "after_seq")
         job_id = _require(request.job_id, "job_id")
+        level = (
+            Level.END if request.end_only else Level.JOB if request.job_level_only else Level.TASK
+        )
         if request.wait_ms <= 0 or self.feed is None:
             page = await self.store.events_page(
-                job_id, request.after_seq, request.limit, request.job_level_only
+                job_id, request.after_seq, request.limit, request.job_level_only, request.end_only
             )
         else:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + min(request.wait_ms, MAX_WAIT_MS) / 1000
             # Watch before reading, so an event committed in between is not missed.
-            with self.feed.watching(job_id, request.job_level_only) as woken:
+            with self.feed.watching(job_id, level) as woken:
                 while True:
                     woken.clear()
                     page = await self.store.events_page(
-                        job_id, request.after_seq, request.limit, request.job_level_only
+                        job_id,
+                        request.after_seq,
+                        request.limit,
+                        request.job_level_only,
+                        request.end_only,
                     )
                     remaining = deadline - loop.time()
                     if page.events or page.complete or remaining <= 0:
@@ -252,7 +259,13 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self, request, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[state_pb2.GetStageResultsResponse]:
         try:
-            async for chunk in self.store.stage_results(request.job_id, request.stage):
+            if request.include_job:
+                view = await self.store.get_job(_require(request.job_id, "job_id"))
+                yield state_pb2.GetStageResultsResponse(job=convert.job_to_proto(view))
+            chunks = self.store.stage_results(
+                request.job_id, request.stage, check_job=not request.include_job
+            )
+            async for chunk in chunks:
                 yield state_pb2.GetStageResultsResponse(
                     results=[convert.stage_result_to_proto(r) for r in chunk]
                 )

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from services.state.barrier import cancel_unfinished, evaluate_stage, fail_job_locked
-from services.state.events import NewEvent, append_events
+from services.state.events import JOB_END_EVENTS, NewEvent, append_events
 from services.state.locks import (
     fetch_job,
     lock_job,
@@ -107,7 +107,7 @@ class StateStore(TaskStore):
 
     async def get_job(self, job_id: str) -> JobView:
         # Both queries leave before either answer is awaited (pipeline mode).
-        async with self.pool.connection() as conn, conn.pipeline():
+        async with self.pool.connection() as conn:
             job_cur = conn.cursor(row_factory=class_row(JobRow))
             stage_cur = conn.cursor(row_factory=class_row(StageRow))
             await job_cur.execute(Q.get_job, {"job_id": job_id})
@@ -245,32 +245,39 @@ class StateStore(TaskStore):
         return page.events, page.complete
 
     async def events_page(
-        self, job_id: str, after_seq: int, limit: int, job_level_only: bool = False
+        self,
+        job_id: str,
+        after_seq: int,
+        limit: int,
+        job_level_only: bool = False,
+        end_only: bool = False,
     ) -> EventsPage:
-        """list_events, with the ended job when the page completes its events."""
+        """list_events, with the ended job when the page completes its events.
+
+        end_only keeps only the events that end the job; job_level_only
+        leaves out the per-task ones.
+        """
         limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
-        # One snapshot for the job row and its events, so "complete" is exact.
-        async with self._transaction() as conn:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            job = await fetch_job(conn, job_id)
-            cur = conn.cursor(row_factory=class_row(EventRow))
-            await cur.execute(
-                Q.list_events,
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                Q.events_page,
                 {
                     "job_id": job_id,
                     "after_seq": after_seq,
                     "limit": limit,
                     "job_level_only": job_level_only,
+                    "end_only": end_only,
+                    "end_events": list(JOB_END_EVENTS),
                 },
             )
-            events = await cur.fetchall()
-            # A short page read in the same snapshot as a terminal job is the end.
-            complete = JobStatus(job.status).is_terminal and len(events) < limit
-            ended = None
-            if complete:
-                stage_cur = conn.cursor(row_factory=class_row(StageRow))
-                await stage_cur.execute(Q.job_stages, {"job_id": job_id})
-                ended = JobView(job, await stage_cur.fetchall())
+            rows = await cur.fetchall()
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        events = [EventRow(*row[1:]) for row in rows if row[2] is not None]
+        # A short page read in the same snapshot as a terminal job is the end.
+        complete = JobStatus(rows[0][0]).is_terminal and len(events) < limit
+        # The job as it ended, for a waiter: read once, at the end of a stream.
+        ended = await self.get_job(job_id) if complete else None
         return EventsPage(events, complete, ended)
 
     # -- stages ----------------------------------------------------------------
@@ -415,8 +422,11 @@ class StateStore(TaskStore):
             self._poke_relay()
         return advanced
 
-    async def stage_results(self, job_id: str, stage: int) -> AsyncIterator[list[StageResult]]:
-        """Yields the stage's task results in chunks, ordered by task index.
+    async def stage_results(
+        self, job_id: str, stage: int, check_job: bool = True
+    ) -> AsyncIterator[list[StageResult]]:
+        """Yields the stage's task results in chunks, ordered by task index
+        (NotFound for an unknown job, unless the caller checked already).
 
         Keyset pages over the (job, stage, task_index) key: one round trip for
         a small stage, bounded memory for a 100,000-task one.
@@ -424,7 +434,7 @@ class StateStore(TaskStore):
         after = -1
         while True:
             async with self.pool.connection() as conn:
-                if after < 0:
+                if after < 0 and check_job:
                     await fetch_job(conn, job_id)
                 cur = await conn.execute(
                     Q.stage_results,

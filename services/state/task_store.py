@@ -50,7 +50,7 @@ class TaskStore:
         statement, and trailing writes (messages, events) with COMMIT, saving
         round trips on every operation.
         """
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             yield conn
 
     def __init__(

@@ -116,6 +116,9 @@ class PostgresBroker:
         self._listen_task: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = {}
         self._pending_listens: dict[str, asyncio.Future[None]] = {}
+        # Per queue: when to ask again after a receive found it drained
+        # (None: at once). See receive().
+        self._next_due: dict[str, float | None] = {}
 
     async def open(self) -> PostgresBroker:
         """Opens the pool and checks that the queue schema is migrated."""
@@ -132,6 +135,7 @@ class PostgresBroker:
             return
         async with self._pool.connection() as conn:
             await enqueue_in_transaction(conn, queue, messages)
+        self._check_soon(queue)
 
     # -- receiving -------------------------------------------------------------
 
@@ -141,21 +145,33 @@ class PostgresBroker:
         wakeup = await self._wakeup_for(queue)
         deadline = time.monotonic() + max_wait
         while True:
-            wakeup.clear()
-            received = await self._receive_now(queue, max_messages)
-            if received:
-                return received
-            remaining = deadline - time.monotonic()
+            # After a receive that drained the queue, ask again only when a
+            # notification came (a send, an abandon, a replay) or a message
+            # is due (scheduled, or a lock expiring): no empty query per
+            # message on the hot path, and none per second while idle.
+            due = self._next_due.get(queue)
+            if due is None or wakeup.is_set() or time.monotonic() >= due:
+                wakeup.clear()
+                received, next_in = await self._receive_now(queue, max_messages)
+                self._next_due[queue] = (
+                    None
+                    if len(received) >= max_messages  # maybe more: ask at once next time
+                    else time.monotonic() + min(_MAX_IDLE_WAIT, max(next_in, 0.0) + 0.005)
+                )
+                if received:
+                    return received
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return []
-            wait = min(remaining, _MAX_IDLE_WAIT)
-            next_in = await self._next_visible_in(queue)
-            if next_in is not None:
-                wait = min(wait, max(next_in, 0.0) + 0.005)
+            due = self._next_due.get(queue)
+            wait = remaining if due is None else min(remaining, max(due - now, 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=wait)
 
-    async def _receive_now(self, queue: str, limit: int) -> list[ReceivedMessage]:
+    async def _receive_now(self, queue: str, limit: int) -> tuple[list[ReceivedMessage], float]:
+        """Locks up to `limit` messages; also returns the seconds until the next
+        of the others becomes visible (_MAX_IDLE_WAIT if there is none)."""
         params = {
             "queue": queue,
             "limit": limit,
@@ -166,6 +182,7 @@ class PostgresBroker:
         async with self._lock_pool.connection() as conn:
             cur = await conn.execute(_Q.receive, params)
             rows = await cur.fetchall()
+        next_in = rows[0][-1] if rows and rows[0][-1] is not None else _MAX_IDLE_WAIT
         return [
             ReceivedMessage(
                 queue=queue,
@@ -178,14 +195,17 @@ class PostgresBroker:
                 lock_token=str(lock_token),
                 raw=seq,
             )
-            for seq, message_id, body, properties, delivery_count, enqueued_at, locked_until, lock_token in rows
-        ]
+            for seq, message_id, body, properties, delivery_count, enqueued_at, locked_until, lock_token, _ in rows
+            if seq is not None
+        ], float(next_in)
 
-    async def _next_visible_in(self, queue: str) -> float | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(_Q.next_visible_in, {"queue": queue})
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+    def _check_soon(self, queue: str, delay: float = 0.0) -> None:
+        """This process made messages visible (now or after delay): the next
+        receive asks without waiting for the notification to come back."""
+        due = self._next_due.get(queue)
+        at = time.monotonic() + max(delay, 0.0)
+        if due is not None and at < due:
+            self._next_due[queue] = at
 
     async def _wakeup_for(self, queue: str) -> asyncio.Event:
         event = self._wakeups.get(queue)
@@ -203,37 +223,63 @@ class PostgresBroker:
         return event
 
     async def _dispatch_notifications(self) -> None:
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, row_factory=tuple_row
-            )
-        except psycopg.OperationalError as exc:
-            for fut in self._pending_listens.values():
-                if not fut.done():
-                    fut.set_exception(exc)
-            self._pending_listens.clear()
-            self._listen_task = None
-            return
-        self._listen_conn = conn
-        by_channel: dict[str, str] = {}
-        try:
-            while True:
-                for queue, fut in list(self._pending_listens.items()):
+        """LISTENs on every queue's channel and sets its wake-up on notifications.
+
+        A lost connection is re-established (every channel listened to again)
+        and every consumer woken to look, since notifications sent meanwhile
+        are gone; until then consumers rely on their bounded idle wait.
+        """
+        connected_once = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, row_factory=tuple_row
+                )
+            except psycopg.OperationalError as exc:
+                if not connected_once:
+                    # Nothing listens yet: fail the receivers waiting for LISTEN.
+                    for fut in self._pending_listens.values():
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    self._pending_listens.clear()
+                    self._wakeups.clear()
+                    self._listen_task = None
+                    return
+                log.warning("queue notifications: reconnecting after %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._listen_conn = conn
+            try:
+                by_channel: dict[str, str] = {}
+                for queue in list(self._wakeups) if connected_once else []:
                     await conn.execute(f'LISTEN "{channel_for(queue)}"')
                     by_channel[channel_for(queue)] = queue
-                    del self._pending_listens[queue]
-                    if not fut.done():
-                        fut.set_result(None)
-                # notifies() holds the connection while it waits; a short
-                # timeout lets new LISTENs in without cancelling a wait.
-                async for notify in conn.notifies(timeout=0.25):
-                    woken = by_channel.get(notify.channel)
-                    if woken is not None:
-                        self._wakeups[woken].set()
-        except (psycopg.OperationalError, asyncio.CancelledError):
-            # Connection lost or closing: consumers fall back to their bounded
-            # idle wait, so nothing is missed, only picked up later.
-            return
+                    self._wakeups[queue].set()  # look: notifications may have been missed
+                connected_once = True
+                while True:
+                    for queue, fut in list(self._pending_listens.items()):
+                        await conn.execute(f'LISTEN "{channel_for(queue)}"')
+                        by_channel[channel_for(queue)] = queue
+                        del self._pending_listens[queue]
+                        if not fut.done():
+                            fut.set_result(None)
+                    # notifies() holds the connection while it waits; a short
+                    # timeout lets new LISTENs in without cancelling a wait.
+                    async for notify in conn.notifies(timeout=0.25):
+                        woken = by_channel.get(notify.channel)
+                        if woken is not None:
+                            self._wakeups[woken].set()
+            except psycopg.OperationalError as exc:
+                log.warning("queue notifications: connection lost (%s)", exc)
+                for event in self._wakeups.values():
+                    event.set()
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
 
     # -- settling --------------------------------------------------------------
 
@@ -258,6 +304,7 @@ class PostgresBroker:
             await conn.execute(_Q.abandon, {**self._locks(messages), "delay_seconds": delay})
             if delay <= 0:
                 await conn.execute(_Q.notify, {"channel": channel_for(messages[0].queue)})
+        self._check_soon(messages[0].queue, delay)
 
     async def dead_letter(
         self, message: ReceivedMessage, reason: str, description: str = ""
@@ -342,6 +389,7 @@ class PostgresBroker:
             )
             count = len(await cur.fetchall())
             await conn.execute(_Q.notify, {"channel": channel_for(queue)})
+        self._check_soon(queue)
         return count
 
     async def purge_dead_letters(self, queue: str, sequences: Sequence[str]) -> int:

@@ -81,6 +81,14 @@ def test_watch_job_can_end_with_the_job_as_it_ended(stack, client):
     assert again[-1].job == last.job
 
 
+def test_watch_job_end_only_sends_just_the_end_and_the_job(stack, client):
+    job_id = submit(client, n=3, task_delay_ms=50, message="end only").job.job_id
+    request = jobs_pb2.WatchJobRequest(job_id=job_id, end_only=True, final_job=True)
+    responses = list(client.WatchJob(request, timeout=60))
+    assert [r.event.event_type for r in responses[:-1]] == ["job_completed"]
+    assert responses[-1].job.status == common_pb2.JOB_STATUS_COMPLETED
+
+
 def test_watch_job_errors(stack, client):
     with pytest.raises(grpc.RpcError) as err:
         list(client.WatchJob(jobs_pb2.WatchJobRequest(job_id="9" * 64), timeout=10))

@@ -8,7 +8,7 @@ import time
 import psycopg
 
 from coremachine.state.v1 import state_pb2
-from services.state.event_feed import EventFeed
+from services.state.event_feed import EventFeed, Level
 from services.state.servicer import StateServicer
 from tests.integration.state_fixtures import claim_stage, make_job, make_stage
 
@@ -45,7 +45,7 @@ async def test_a_job_level_reader_sleeps_through_task_events(db_url, store):
         job_id = await make_job(store)
         await make_stage(store, job_id, 1, 2)
         await asyncio.sleep(0.3)  # let LISTEN take effect
-        job_level = asyncio.create_task(feed.wait(job_id, timeout=20, job_level_only=True))
+        job_level = asyncio.create_task(feed.wait(job_id, timeout=20, level=Level.JOB))
         every_event = asyncio.create_task(feed.wait(job_id, timeout=20))
         await asyncio.sleep(0.1)
         await claim_stage(store, job_id, 1)  # task_started events only
@@ -81,6 +81,34 @@ async def test_a_job_level_long_poll_returns_with_the_next_job_level_event(db_ur
         response = await asyncio.wait_for(poll, 10)
         assert [e.event_type for e in response.events] == ["job_cancelled"]
         assert all(not e.task_id for e in response.events)
+    finally:
+        stopping.set()
+        await runner
+
+
+async def test_an_end_only_long_poll_sleeps_until_the_job_ends(db_url, store):
+    feed = EventFeed(lambda: psycopg.AsyncConnection.connect(db_url, autocommit=True))
+    servicer = StateServicer(store, admin=None, feed=feed)  # type: ignore[arg-type]
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(feed.run(stopping))
+    try:
+        job_id = await make_job(store)
+        await asyncio.sleep(0.3)  # let LISTEN take effect
+        request = state_pb2.ListEventsRequest(job_id=job_id, wait_ms=20_000, end_only=True)
+        poll = asyncio.create_task(servicer.ListEvents(request, None))
+        job_level = asyncio.create_task(feed.wait(job_id, timeout=20, level=Level.JOB))
+        await asyncio.sleep(0.1)
+        await make_stage(store, job_id, 1, 2)  # a stage_started event: job-level
+        await claim_stage(store, job_id, 1)  # task events
+        await asyncio.wait_for(job_level, 10)
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        await store.cancel_job(job_id, "the end")
+        response = await asyncio.wait_for(poll, 10)
+        assert [e.event_type for e in response.events] == ["job_cancelled"]
+        # The last page of an ended job brings the job along, for the waiter.
+        assert response.complete and response.job.job_id == job_id
+        assert response.job.error == "the end"
     finally:
         stopping.set()
         await runner

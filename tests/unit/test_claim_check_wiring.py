@@ -257,7 +257,8 @@ async def test_planner_sees_real_previous_results_and_wraps_large_parameters(sto
             StageSpec("two", "noop", MatchPrevious(lambda ctx, p: {"copy": p.result["text"]})),
         ),
     )
-    assert await planner.plan_stage(_job(job_type, {}), job_type, 2) == 2
+    previous = await planner.stage_results(JOB_ID, 1)
+    assert await planner.plan_stage(_job(job_type, {}), job_type, 2, previous) == 2
 
     [request] = state.created
     first, second = (t.parameters_json for t in request.tasks)
@@ -296,7 +297,7 @@ async def test_fan_in_planning_and_aggregation_see_real_values(store):
         aggregate=aggregate,
     )
     job = _job(job_type, {})
-    await planner.plan_stage(job, job_type, 2)
+    await planner.plan_stage(job, job_type, 2, await planner.stage_results(JOB_ID, 1))
     [request] = state.created
     [task] = request.tasks
     # Inlined (under FanIn's limit) but over the claim-check threshold: stored.
@@ -307,7 +308,7 @@ async def test_fan_in_planning_and_aggregation_see_real_values(store):
     ]
 
     job.total_stages = 2
-    assert await planner.finalize(job, job_type) == 3
+    assert await planner.finalize(job, job_type, await planner.stage_results(JOB_ID, 2)) == 3
     assert [r.result for r in seen[0].final_results] == [
         {"v": f"{i}" * THRESHOLD} for i in range(3)
     ]
@@ -323,7 +324,7 @@ async def test_planner_bounds_each_create_call_by_bytes_as_well_as_count(store, 
         parameters=None,  # type: ignore[arg-type]
         stages=(StageSpec("one", "noop", Custom(lambda ctx: [{"p": "y" * THRESHOLD}] * 7)),),
     )
-    assert await planner.plan_stage(_job(job_type, {}), job_type, 1) == 7
+    assert await planner.plan_stage(_job(job_type, {}), job_type, 1, []) == 7
     # Each ~1 KiB: two fit under 3 KiB per call; every call states the stage's total.
     assert [len(r.tasks) for r in state.created] == [2, 2, 2, 1]
     assert {r.total_tasks for r in state.created} == {7}

@@ -19,6 +19,8 @@ SELECT pg_notify(%(channel)s, '');
 -- name: receive
 -- Locks up to `limit` visible messages. Candidates already delivered
 -- max_delivery_count times are dead-lettered instead of delivered again.
+-- Every row also says in how many seconds the next of the other messages
+-- becomes visible (NULL: none); with nothing to deliver, it is the only row.
 WITH candidates AS (
     SELECT seq FROM broker.messages
     WHERE queue = %(queue)s AND NOT dead_lettered AND visible_at <= now()
@@ -41,13 +43,13 @@ WITH candidates AS (
     WHERE m.seq = c.seq AND m.delivery_count < %(max_delivery_count)s
     RETURNING m.seq, m.message_id, m.body, m.properties, m.delivery_count, m.enqueued_at,
               m.visible_at, m.lock_token
+), next_visible AS (
+    -- Read before this statement's updates: the candidates are left out.
+    SELECT extract(epoch FROM min(visible_at) - now())::float8 AS next_in
+    FROM broker.messages
+    WHERE queue = %(queue)s AND NOT dead_lettered AND seq NOT IN (SELECT seq FROM candidates)
 )
-SELECT * FROM delivered ORDER BY seq;
-
--- name: next_visible_in
--- Seconds until the next message of the queue becomes visible (NULL if none).
-SELECT extract(epoch FROM min(visible_at) - now())::float8
-FROM broker.messages WHERE queue = %(queue)s AND NOT dead_lettered;
+SELECT d.*, n.next_in FROM next_visible n LEFT JOIN delivered d ON true ORDER BY d.seq;
 
 -- name: complete
 DELETE FROM broker.messages m

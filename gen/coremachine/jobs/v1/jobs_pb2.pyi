@@ -198,16 +198,18 @@ class ResubmitJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., tasks_requeued: _Optional[int] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id", "after_seq", "job_level_only", "final_job")
+    __slots__ = ("job_id", "after_seq", "job_level_only", "final_job", "end_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     JOB_LEVEL_ONLY_FIELD_NUMBER: _ClassVar[int]
     FINAL_JOB_FIELD_NUMBER: _ClassVar[int]
+    END_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_seq: int
     job_level_only: bool
     final_job: bool
-    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., job_level_only: _Optional[bool] = ..., final_job: _Optional[bool] = ...) -> None: ...
+    end_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., job_level_only: _Optional[bool] = ..., final_job: _Optional[bool] = ..., end_only: _Optional[bool] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
     __slots__ = ("event", "job")

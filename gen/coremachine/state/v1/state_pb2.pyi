@@ -240,12 +240,14 @@ class ReleaseTasksResponse(_message.Message):
     def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStageResultsRequest(_message.Message):
-    __slots__ = ("job_id", "stage")
+    __slots__ = ("job_id", "stage", "include_job")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_JOB_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     stage: int
-    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ...) -> None: ...
+    include_job: bool
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ..., include_job: _Optional[bool] = ...) -> None: ...
 
 class StageTaskResult(_message.Message):
     __slots__ = ("task_index", "task_id", "status", "result_json", "error")
@@ -262,10 +264,12 @@ class StageTaskResult(_message.Message):
     def __init__(self, task_index: _Optional[int] = ..., task_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetStageResultsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "job")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[StageTaskResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[StageTaskResult, _Mapping]]] = ...) -> None: ...
+    job: _common_pb2.Job
+    def __init__(self, results: _Optional[_Iterable[_Union[StageTaskResult, _Mapping]]] = ..., job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class AdvanceStageRequest(_message.Message):
     __slots__ = ("job_id", "stage")
@@ -366,18 +370,20 @@ class RedriveJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., tasks_requeued: _Optional[int] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("job_id", "after_seq", "limit", "wait_ms", "job_level_only")
+    __slots__ = ("job_id", "after_seq", "limit", "wait_ms", "job_level_only", "end_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     JOB_LEVEL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    END_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_seq: int
     limit: int
     wait_ms: int
     job_level_only: bool
-    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ..., job_level_only: _Optional[bool] = ...) -> None: ...
+    end_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ..., job_level_only: _Optional[bool] = ..., end_only: _Optional[bool] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events", "complete", "job")
