@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared import job_summary
 from shared.domain.retry import RetryPolicy
 from shared.task_types import TASK_TYPES
 
@@ -167,13 +168,9 @@ class JobType:
 
 
 def default_summary(ctx: AggregateContext) -> dict[str, Any]:
-    """The job result when a job type has no aggregator."""
-    return {
-        "job_type": ctx.job_type,
-        "total_tasks": sum(int(s.get("task_count", 0)) for s in ctx.stage_summaries.values()),
-        "stages": dict(ctx.stage_summaries),
-        "failed_tasks": list(ctx.failed_tasks),
-    }
+    """The job result when a job type has no aggregator (the state service
+    records it itself for jobs created with default_result)."""
+    return job_summary.default_summary(ctx.job_type, ctx.stage_summaries, ctx.failed_tasks)
 
 
 class RegistryError(RuntimeError):

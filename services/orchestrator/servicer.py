@@ -84,6 +84,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 metadata_json=json.dumps({"description": job_type.description}).encode(),
                 # Planned here, stage 1 starts with the job: no queue round trip.
                 first_stage=await self.planner.plan_first_stage(job_id, job_type, parameters),
+                # Without an aggregator the state service finishes the job itself.
+                default_result=job_type.aggregate is None,
             )
         )
         return orchestrator_pb2.SubmitJobResponse(job=response.job, created=response.created)

@@ -3,21 +3,25 @@
 `evaluate_stage` runs on a stage row just counted under its job's lock: it
 fails the job when the stage's failures exceed its tolerance, and advances the
 stage (next "stage ready", or "finalize") when nothing remains; the status
-CAS in finish_stage makes either happen at most once.
+CAS in finish_stage makes either happen at most once. A job whose type has no
+aggregator (default_result) is completed right here, with the default summary.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 
 from services.state.events import NewEvent, append_events
 from services.state.outbox import Outbox
 from services.state.rows import JobRow, StageRow
 from services.state.sql import Q
 from shared.domain.statuses import JobStatus, StageStatus
+from shared.job_summary import default_summary
 
 
 async def evaluate_stage(
@@ -65,16 +69,44 @@ async def evaluate_stage(
     )
     if await cur.fetchone() is None:
         return False
+    await record_events(
+        conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
+    )
+    if last_stage and job.default_result:
+        summaries = {**job.stage_results, str(stage_row.stage): summary}
+        await complete_with_summary(conn, job, summaries, events)
+        return True
     message = (
         outbox.finalize(job.job_id, job.job_type)
         if last_stage
         else outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1)
     )
     await outbox.write(conn, [message])
-    await record_events(
-        conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
-    )
     return True
+
+
+async def complete_with_summary(
+    conn: psycopg.AsyncConnection,
+    job: JobRow,
+    stage_summaries: dict[str, Any],
+    events: list[NewEvent] | None,
+) -> None:
+    """Completes a default_result job whose last stage just finished: its
+    result is the default summary, recorded in this transaction."""
+    failed: list[dict[str, Any]] = []
+    if any(int(s.get("failed", 0)) for s in stage_summaries.values()):
+        cur = await conn.execute(Q.failed_tasks_of_job, {"job_id": job.job_id})
+        names = ("task_id", "stage", "task_index", "error")
+        failed = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+    result = default_summary(job.job_type, stage_summaries, failed)
+    job_cur = conn.cursor(row_factory=class_row(JobRow))
+    await job_cur.execute(Q.complete_job, {"job_id": job.job_id, "result": json.dumps(result)})
+    done = await job_cur.fetchone()
+    if done is None:  # not processing: nothing to complete
+        return
+    await record_events(
+        conn, events, [NewEvent(job.job_id, "job_completed", data={"status": done.status})]
+    )
 
 
 async def describe_failure(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> str:

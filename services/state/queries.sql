@@ -2,8 +2,10 @@
 -- job_stages rows, then tasks rows (ordered by key), so batches never deadlock.
 
 -- name: insert_job
-INSERT INTO coremachine.jobs (job_id, job_type, parameters, total_stages, metadata)
-VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s)
+INSERT INTO coremachine.jobs
+    (job_id, job_type, parameters, total_stages, metadata, default_result)
+VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s,
+        %(default_result)s)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING *;
 
@@ -150,6 +152,13 @@ WHERE job_id = %(job_id)s AND status = 'processing'
   AND EXISTS (SELECT 1 FROM coremachine.job_stages s
               WHERE s.job_id = j.job_id AND s.stage = j.total_stages AND s.status <> 'running')
 RETURNING *;
+
+-- name: failed_tasks_of_job
+-- For the default summary: the tasks that failed for good, in stage and index order.
+SELECT task_id, stage, task_index, coalesce(error_details, '') AS error
+FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND status = 'failed'
+ORDER BY stage, task_index;
 
 -- name: fail_job
 UPDATE coremachine.jobs

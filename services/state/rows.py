@@ -24,6 +24,8 @@ class JobRow:
     created_at: dt.datetime
     updated_at: dt.datetime
     completed_at: dt.datetime | None
+    # The job's result is the default summary, recorded by the state service.
+    default_result: bool
 
 
 @dataclass(slots=True)

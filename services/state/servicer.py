@@ -165,6 +165,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             StageTasks(first.total_tasks, _task_specs(first.tasks), _stage_policy(first.policy))
             if first is not None
             else None,
+            default_result=request.default_result,
         )
         return state_pb2.CreateJobResponse(job=convert.job_to_proto(view), created=created)
 

@@ -60,13 +60,16 @@ class StateStore(TaskStore):
         total_stages: int,
         metadata: dict[str, Any],
         first_stage: StageTasks | None = None,
+        default_result: bool = False,
     ) -> tuple[JobView, bool]:
         """Creates the job; idempotent on job_id (a resubmit creates nothing).
 
         With `first_stage` (planned by the orchestrator at submit) stage 1's
         tasks and their messages are created in the job's transaction;
         without, the job gets a "stage 1 ready" message and the orchestrator
-        plans stage 1 when it arrives.
+        plans stage 1 when it arrives. With `default_result` the job's result is
+        the default summary, recorded when its last stage completes (no
+        "finalize" message).
         """
         if total_stages < 1:
             raise InvalidArgument("total_stages must be at least 1", "total_stages")
@@ -82,6 +85,7 @@ class StateStore(TaskStore):
                     "parameters": json.dumps(parameters),
                     "total_stages": total_stages,
                     "metadata": json.dumps(metadata),
+                    "default_result": default_result,
                 },
             )
             job = await cur.fetchone()

@@ -12,8 +12,10 @@ from services.state.store import StateStore
 from tests.integration.state_fixtures import (
     claim_stage,
     event_types,
+    fail,
     make_job,
     make_stage,
+    new_job_id,
     ok,
     outbox_ids,
     stage_row,
@@ -99,3 +101,63 @@ async def _policy():
     from shared.domain.retry import RetryPolicy
 
     return StagePolicy(RetryPolicy())
+
+
+async def _default_result_job(store, total_stages: int) -> str:
+    job_id = new_job_id()
+    await store.create_job(job_id, "noop", {}, total_stages, {}, default_result=True)
+    return job_id
+
+
+async def test_a_job_without_aggregator_completes_with_its_last_stage(store, pg_conn):
+    job_id = await _default_result_job(store, total_stages=2)
+    await make_stage(store, job_id, 1, 2)
+    claimed = await claim_stage(store, job_id, 1)
+    await store.complete_tasks([ok(t, tok) for t, tok in claimed.values()])
+    await make_stage(store, job_id, 2, 1)
+    claimed = await claim_stage(store, job_id, 2)
+    _, stages = await store.complete_tasks([ok(t, tok) for t, tok in claimed.values()])
+
+    assert stages == [(job_id, 2)]
+    # Completed in that transaction: no "finalize" round trip through the orchestrator.
+    assert f"{job_id}:finalize" not in await outbox_ids(pg_conn)
+    job = (await store.get_job(job_id)).job
+    assert job.status == "completed"
+    assert job.result_data == {
+        "job_type": "noop",
+        "total_tasks": 3,
+        "stages": {
+            "1": {
+                "task_count": 2,
+                "completed": 2,
+                "failed": 0,
+                "cancelled": 0,
+                "status": "completed",
+            },
+            "2": {
+                "task_count": 1,
+                "completed": 1,
+                "failed": 0,
+                "cancelled": 0,
+                "status": "completed",
+            },
+        },
+        "failed_tasks": [],
+    }
+    assert (await event_types(pg_conn, job_id))[-2:] == ["stage_completed", "job_completed"]
+
+
+async def test_a_default_result_lists_the_tolerated_failures(store, pg_conn):
+    job_id = await _default_result_job(store, total_stages=1)
+    await make_stage(store, job_id, 1, 3, max_failed=1)
+    claimed = await claim_stage(store, job_id, 1)
+    await store.complete_tasks(
+        [fail(*claimed[1], "bad row", retryable=False), ok(*claimed[0]), ok(*claimed[2])]
+    )
+    job = (await store.get_job(job_id)).job
+    assert job.status == "completed_with_errors"
+    assert job.result_data["failed_tasks"] == [
+        {"task_id": claimed[1][0], "stage": 1, "task_index": 1, "error": "bad row"}
+    ]
+    _, again = await store.complete_job(job_id, {"late": "finalize"})
+    assert not again  # already completed: a stray finalize changes nothing

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage")
+    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage", "default_result")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STAGES_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_RESULT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     parameters_json: bytes
     total_stages: int
     metadata_json: bytes
     first_stage: StageTasks
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ...) -> None: ...
+    default_result: bool
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ..., default_result: _Optional[bool] = ...) -> None: ...
 
 class StageTasks(_message.Message):
     __slots__ = ("total_tasks", "tasks", "policy")
