@@ -50,14 +50,39 @@ async def job_events(
     """Yields events after after_seq, None while idle (once per poll), StreamEnd last.
 
     `first` is a response already fetched (so that an unknown job fails
-    before an HTTP stream has started). When `stopping` is set (the gateway
-    shuts down) the stream fails with Unavailable so the client resumes
-    elsewhere, instead of holding the shutdown up.
+    before an HTTP stream has started); without it the first call is already
+    a long poll. When `stopping` is set (the gateway shuts down) the stream
+    fails with Unavailable so the client resumes elsewhere, instead of
+    holding the shutdown up.
     """
-    response = first or await backends.list_events(
-        job_id, after_seq, _PAGE, job_level_only=job_level_only, end_only=end_only
-    )
+    response = first
     while True:
+        if response is None:
+            # Long poll: the state service answers at once if events are
+            # there (a full page, or events committed meanwhile), else as soon
+            # as the job has a new event (woken by its commit), or after
+            # poll_seconds.
+            call = asyncio.ensure_future(
+                backends.list_events(
+                    job_id,
+                    after_seq,
+                    _PAGE,
+                    wait_seconds=poll_seconds,
+                    job_level_only=job_level_only,
+                    end_only=end_only,
+                )
+            )
+            stop = asyncio.ensure_future(stopping.wait())
+            try:
+                await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError, CoreMachineError):
+                    await call
+                raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
+            response = call.result()
         for event in response.events:
             after_seq = event.seq
             yield event
@@ -68,30 +93,7 @@ async def job_events(
             raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
         if not response.events:
             yield None  # idle: a chance for a keepalive
-        # Long poll: the state service answers at once if more events are
-        # there (a full page, or events committed meanwhile), else as soon as
-        # the job has a new event (woken by its commit), or after poll_seconds.
-        call = asyncio.ensure_future(
-            backends.list_events(
-                job_id,
-                after_seq,
-                _PAGE,
-                wait_seconds=poll_seconds,
-                job_level_only=job_level_only,
-                end_only=end_only,
-            )
-        )
-        stop = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not call.done():
-            call.cancel()
-            with contextlib.suppress(asyncio.CancelledError, CoreMachineError):
-                await call
-            raise Unavailable(f"the gateway is shutting down; resume after seq {after_seq}")
-        response = call.result()
+        response = None
 
 
 def sse_event(event: common_pb2.JobEvent) -> str:

@@ -45,12 +45,13 @@ INSERT INTO coremachine.job_stages
 VALUES (%(job_id)s, %(stage)s, %(task_count)s, %(task_count)s, %(max_attempts)s,
         %(backoff_base_ms)s, %(backoff_max_ms)s, %(max_failed_tasks)s)
 ON CONFLICT (job_id, stage) DO NOTHING
-RETURNING stage;
+RETURNING *;
 
 -- name: start_job_stage
 UPDATE coremachine.jobs
 SET status = 'processing', stage = %(stage)s, updated_at = now()
-WHERE job_id = %(job_id)s AND status IN ('queued', 'processing');
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
+RETURNING *;
 
 -- name: insert_tasks
 INSERT INTO coremachine.tasks

@@ -13,6 +13,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -44,6 +45,14 @@ from shared.pg_json import records_with_raw
 log = logging.getLogger(__name__)
 
 RESULTS_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTasks:
+    count: int
+    stage_completed: bool
+    # Stage 1's first chunk: the job and stage rows as this transaction left them.
+    view: JobView | None
 
 
 class StateStore(TaskStore):
@@ -89,25 +98,31 @@ class StateStore(TaskStore):
                 },
             )
             job = await cur.fetchone()
+            view: JobView | None = None
             if job is not None:
-                await append_events(
-                    conn, [NewEvent(job_id, "job_created", data={"job_type": job_type})]
-                )
+                events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
+                view = JobView(job, [])
                 if first_stage is None:
                     await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
                 else:
                     # The row inserted above is this transaction's: already locked.
-                    await self._create_stage_tasks_locked(
+                    created = await self._create_stage_tasks_locked(
                         conn,
                         job,
                         1,
                         first_stage.total_tasks,
                         first_stage.tasks,
                         first_stage.policy,
+                        events,
                     )
-        if job is not None:
-            self._poke_relay()
-        return await self.get_job(job_id), job is not None
+                    view = created.view
+                await append_events(conn, events)
+        if job is None:
+            return await self.get_job(job_id), False  # a resubmit: the job as it is
+        self._poke_relay()
+        # The rows the statements returned are the job as committed; an empty
+        # first stage completed at once and changed them: read it back then.
+        return view or await self.get_job(job_id), True
 
     async def get_job(self, job_id: str) -> JobView:
         # Both queries leave before either answer is awaited (pipeline mode).
@@ -307,11 +322,13 @@ class StateStore(TaskStore):
                 return 0, False
             if not 1 <= stage <= job.total_stages:
                 raise InvalidArgument(f"stage {stage} outside 1..{job.total_stages}", "stage")
-            created, stage_completed = await self._create_stage_tasks_locked(
-                conn, job, stage, total_tasks, tasks, policy
+            events: list[NewEvent] = []
+            created = await self._create_stage_tasks_locked(
+                conn, job, stage, total_tasks, tasks, policy, events
             )
+            await append_events(conn, events)
         self._poke_relay()
-        return created, stage_completed
+        return created.count, created.stage_completed
 
     async def _create_stage_tasks_locked(
         self,
@@ -321,10 +338,13 @@ class StateStore(TaskStore):
         total_tasks: int,
         tasks: Sequence[NewTaskSpec],
         policy: StagePolicy,
-    ) -> tuple[int, bool]:
-        """create_stage_tasks inside the caller's transaction, the job row locked."""
+        events: list[NewEvent],
+    ) -> CreatedTasks:
+        """create_stage_tasks inside the caller's transaction, the job row
+        locked; its events go to `events` (the caller appends them)."""
         job_id = job.job_id
-        cur = await conn.execute(
+        stage_cur = conn.cursor(row_factory=class_row(StageRow))
+        await stage_cur.execute(
             Q.insert_stage,
             {
                 "job_id": job_id,
@@ -336,21 +356,27 @@ class StateStore(TaskStore):
                 "max_failed_tasks": policy.max_failed_tasks,
             },
         )
-        first_chunk = await cur.fetchone() is not None
-        if first_chunk:
-            await conn.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
-            await append_events(
-                conn,
-                [NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})],
+        inserted_stage = await stage_cur.fetchone()
+        view = None
+        if inserted_stage is not None:  # the first chunk
+            stage_row = inserted_stage
+            job_cur = conn.cursor(row_factory=class_row(JobRow))
+            await job_cur.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
+            started = await job_cur.fetchone()
+            if started is not None and stage == 1:
+                view = JobView(started, [stage_row])  # what create_job returns
+            events.append(
+                NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})
             )
-        stage_row = await locked_stage(conn, job_id, stage)
+        else:
+            stage_row = await locked_stage(conn, job_id, stage)
         if stage_row.task_count != total_tasks:
             raise InvalidArgument(
                 f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
                 "total_tasks",
             )
         if stage_row.status != StageStatus.RUNNING:
-            return 0, False
+            return CreatedTasks(0, False, None)
         created = 0
         if tasks:
             cur = await conn.execute(
@@ -384,10 +410,11 @@ class StateStore(TaskStore):
                     for task_id, task_type, attempt in inserted
                 ],
             )
-        stage_completed = False
         if total_tasks == 0:
-            stage_completed = await evaluate_stage(conn, self.outbox, job, stage_row, None)
-        return created, stage_completed
+            # An empty stage completes at once (and the rows read above change).
+            completed = await evaluate_stage(conn, self.outbox, job, stage_row, None, events)
+            return CreatedTasks(created, completed, None)
+        return CreatedTasks(created, False, view)
 
     async def advance_stage(self, job_id: str, stage: int) -> bool:
         """Re-counts a stage from its task rows and advances it if all are terminal.
