@@ -3,11 +3,17 @@
 The jobs queue carries `StageReady` and `FinalizeJob`; the tasks queue carries
 `TaskMessage`. Task parameters are not in the message: the worker receives
 them when it claims the task, so messages stay small whatever the payload.
+
+A jobs-queue message for a small stage carries a `JobContext`: the job's
+parameters, stage summaries and the finished stage's results, read in the
+transaction that finished the stage. The orchestrator then plans or
+finalizes without reading them back (one state round trip less per stage);
+without it (a large stage), it reads them from the state service.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -16,11 +22,32 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StageResultItem(_Message):
+    task_index: int
+    status: str
+    # As stored: JSON text, or a claim-check reference.
+    result_json: str | None = None
+    error: str = ""
+
+
+class JobContext(_Message):
+    """The job as the transaction that finished a stage saw it."""
+
+    parameters: dict[str, Any]
+    total_stages: int = Field(ge=1)
+    # Per-stage summaries of the stages finished so far (keys "1", "2", ...).
+    stage_summaries: dict[str, Any]
+    # The finished stage's task results, by task index.
+    results: list[StageResultItem]
+
+
 class StageReady(_Message):
     kind: Literal["stage_ready"] = "stage_ready"
     job_id: str
     job_type: str
     stage: int = Field(ge=1)
+    # The previous stage's results and the job's parameters (small stages only).
+    context: JobContext | None = None
 
     @property
     def message_id(self) -> str:
@@ -31,6 +58,8 @@ class FinalizeJob(_Message):
     kind: Literal["finalize_job"] = "finalize_job"
     job_id: str
     job_type: str
+    # The last stage's results and the job's parameters (small stages only).
+    context: JobContext | None = None
 
     @property
     def message_id(self) -> str:

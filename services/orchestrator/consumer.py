@@ -88,11 +88,19 @@ class JobsConsumer:
 
     async def _process(self, decoded: StageReady | FinalizeJob, job_type) -> None:
         # The stage whose results the step needs: the previous one to plan a
-        # stage, the last one to finalize (read with the job, in one call).
+        # stage, the last one to finalize. A small stage's come with the
+        # message; otherwise they are read with the job, in one call.
         needs = decoded.stage - 1 if isinstance(decoded, StageReady) else len(job_type.stages)
-        job, results = await self.planner.job_and_results(decoded.job_id, needs)
-        if job.status in TERMINAL_JOB:
-            return  # cancelled or failed meanwhile, or a replay of a finished job
+        if decoded.context is not None:
+            # The job may have been cancelled since: creating tasks or
+            # completing a job that ended is refused by the state service.
+            job, results = await self.planner.from_context(
+                decoded.job_id, decoded.job_type, decoded.context
+            )
+        else:
+            job, results = await self.planner.job_and_results(decoded.job_id, needs)
+            if job.status in TERMINAL_JOB:
+                return  # cancelled or failed meanwhile, or a replay of a finished job
         try:
             if isinstance(decoded, StageReady):
                 if decoded.stage > len(job_type.stages):

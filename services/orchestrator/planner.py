@@ -19,6 +19,7 @@ from services.orchestrator.registry import (
     default_summary,
     known_task_count,
 )
+from shared.messages import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,26 @@ class Planner:
         job, results = await self._read_results(job_id, stage, include_job=True)
         assert job is not None
         return job, results
+
+    async def from_context(
+        self, job_id: str, job_type: str, context: JobContext
+    ) -> tuple[common_pb2.Job, list[PreviousResult]]:
+        """The job and results a jobs-queue message carried (see shared/messages.py)."""
+        job = common_pb2.Job(
+            job_id=job_id,
+            job_type=job_type,
+            status=common_pb2.JOB_STATUS_PROCESSING,
+            total_stages=context.total_stages,
+            parameters_json=json.dumps(context.parameters).encode(),
+            stage_results_json=json.dumps(context.stage_summaries).encode(),
+        )
+        values = await self.payloads.load_many(
+            [(r.result_json or "").encode() for r in context.results]
+        )
+        return job, [
+            PreviousResult(r.task_index, r.status, value, r.error)
+            for r, value in zip(context.results, values, strict=True)
+        ]
 
     async def _read_results(
         self, job_id: str, stage: int, *, include_job: bool
@@ -260,4 +281,7 @@ def _chunks(encoded: list[bytes], max_count: int, max_bytes: int) -> list[range]
 
 def _any_failed(job: common_pb2.Job) -> bool:
     """Whether any stage recorded a failed task (saves a query when none did)."""
-    return any(stage.failed for stage in job.stages)
+    summaries = json.loads(job.stage_results_json or b"{}")
+    return any(stage.failed for stage in job.stages) or any(
+        int(s.get("failed", 0)) for s in summaries.values() if isinstance(s, dict)
+    )

@@ -22,6 +22,12 @@ from services.state.rows import JobRow, StageRow
 from services.state.sql import Q
 from shared.domain.statuses import JobStatus, StageStatus
 from shared.job_summary import default_summary
+from shared.messages import JobContext, StageResultItem
+
+# A finished stage's results travel with the orchestrator's message up to
+# these sizes; above them the orchestrator reads them from the state service.
+CONTEXT_MAX_TASKS = 256
+CONTEXT_MAX_BYTES = 64 * 1024
 
 
 async def evaluate_stage(
@@ -72,17 +78,50 @@ async def evaluate_stage(
     await record_events(
         conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
     )
+    summaries = {**job.stage_results, str(stage_row.stage): summary}
     if last_stage and job.default_result:
-        summaries = {**job.stage_results, str(stage_row.stage): summary}
         await complete_with_summary(conn, job, summaries, events)
         return True
+    context = await job_context(conn, job, stage_row, summaries)
     message = (
-        outbox.finalize(job.job_id, job.job_type)
+        outbox.finalize(job.job_id, job.job_type, context)
         if last_stage
-        else outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1)
+        else outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1, context)
     )
     await outbox.write(conn, [message])
     return True
+
+
+async def job_context(
+    conn: psycopg.AsyncConnection,
+    job: JobRow,
+    stage_row: StageRow,
+    stage_summaries: dict[str, Any],
+) -> JobContext | None:
+    """What the orchestrator needs to act on a small finished stage, or None
+    when the stage (or what it carries) is too large for a message."""
+    if stage_row.task_count > CONTEXT_MAX_TASKS:
+        return None
+    cur = await conn.execute(
+        Q.stage_results,
+        {"job_id": job.job_id, "stage": stage_row.stage, "after": -1, "limit": CONTEXT_MAX_TASKS},
+    )
+    rows = await cur.fetchall()
+    size = sum(len(r[3] or "") + len(r[4] or "") for r in rows)
+    if size > CONTEXT_MAX_BYTES:
+        return None
+    context = JobContext(
+        parameters=job.parameters,
+        total_stages=job.total_stages,
+        stage_summaries=stage_summaries,
+        results=[
+            StageResultItem(task_index=i, status=status, result_json=result, error=error or "")
+            for i, _task_id, status, result, error in rows
+        ],
+    )
+    # Parameters count too: the whole message must stay well inside a broker's
+    # message size limit (256 KB on Service Bus standard).
+    return context if len(context.model_dump_json()) <= CONTEXT_MAX_BYTES else None
 
 
 async def complete_with_summary(

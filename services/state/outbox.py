@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.state.sql import Q
 from shared.broker import Broker, OutgoingMessage
 from shared.brokers.postgres import enqueue_in_transaction
-from shared.messages import FinalizeJob, StageReady, TaskMessage
+from shared.messages import FinalizeJob, JobContext, StageReady, TaskMessage
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,16 @@ class Outbox:
             },
         )
 
-    def stage_ready(self, job_id: str, job_type: str, stage: int) -> tuple[str, OutgoingMessage]:
-        msg = StageReady(job_id=job_id, job_type=job_type, stage=stage)
+    def stage_ready(
+        self, job_id: str, job_type: str, stage: int, context: JobContext | None = None
+    ) -> tuple[str, OutgoingMessage]:
+        msg = StageReady(job_id=job_id, job_type=job_type, stage=stage, context=context)
         return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
 
-    def finalize(self, job_id: str, job_type: str) -> tuple[str, OutgoingMessage]:
-        msg = FinalizeJob(job_id=job_id, job_type=job_type)
+    def finalize(
+        self, job_id: str, job_type: str, context: JobContext | None = None
+    ) -> tuple[str, OutgoingMessage]:
+        msg = FinalizeJob(job_id=job_id, job_type=job_type, context=context)
         return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
 
     def task(

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.state.outbox import Outbox
 from services.state.store import StateStore
+from shared.messages import job_message_adapter
 from tests.integration.state_fixtures import (
     claim_stage,
     event_types,
@@ -161,3 +162,41 @@ async def test_a_default_result_lists_the_tolerated_failures(store, pg_conn):
     ]
     _, again = await store.complete_job(job_id, {"late": "finalize"})
     assert not again  # already completed: a stray finalize changes nothing
+
+
+async def _outbox_message(conn, message_id: str):
+    cur = await conn.execute(
+        "SELECT body FROM coremachine.outbox WHERE message_id = %s", (message_id,)
+    )
+    row = await cur.fetchone()
+    assert row is not None, message_id
+    return job_message_adapter.validate_json(bytes(row[0]))
+
+
+async def test_a_small_finished_stage_sends_its_results_with_the_message(store, pg_conn):
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 3, max_failed=1)
+    claimed = await claim_stage(store, job_id, 1)
+    outcomes = [ok(*claimed[0], {"v": 0}), fail(*claimed[1], "nope", retryable=False)]
+    await store.complete_tasks([*outcomes, ok(*claimed[2], {"v": 2})])
+    message = await _outbox_message(pg_conn, f"{job_id}:stage:2")
+    context = message.context
+    assert context is not None
+    assert context.parameters == {"seed": job_id[:8]} and context.total_stages == 2
+    assert context.stage_summaries["1"]["failed"] == 1
+    assert [(r.task_index, r.status, r.error) for r in context.results] == [
+        (0, "completed", ""),
+        (1, "failed", "nope"),
+        (2, "completed", ""),
+    ]
+    assert [r.result_json for r in context.results][::2] == ['{"v": 0}', '{"v": 2}']
+
+
+async def test_a_large_finished_stage_leaves_its_results_to_be_read(store, pg_conn, monkeypatch):
+    monkeypatch.setattr("services.state.barrier.CONTEXT_MAX_TASKS", 2)
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 3)
+    claimed = await claim_stage(store, job_id, 1)
+    await store.complete_tasks([ok(t, tok) for t, tok in claimed.values()])
+    message = await _outbox_message(pg_conn, f"{job_id}:stage:2")
+    assert message.context is None
