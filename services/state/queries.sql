@@ -63,15 +63,8 @@ ON CONFLICT (task_id) DO NOTHING
 RETURNING task_id, task_type, attempt;
 
 -- name: claim_tasks
-UPDATE coremachine.tasks t
-SET status = 'processing', lease_token = gen_random_uuid(), lease_owner = %(worker_id)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-    started_at = coalesce(t.started_at, now()), updated_at = now()
-FROM jsonb_to_recordset(%(claims)s::jsonb) AS c(task_id text, attempt int)
-WHERE t.task_id = c.task_id AND t.attempt = c.attempt AND t.status = 'queued'
--- Parameters as text: handed to the worker verbatim, never decoded here.
-RETURNING t.task_id, t.job_id, t.job_type, t.task_type, t.stage, t.task_index, t.attempt,
-          t.parameters::text AS parameters_json, t.lease_token::text AS lease_token;
+-- One statement, its own transaction: see coremachine.claim_tasks (migration 0006).
+SELECT * FROM coremachine.claim_tasks(%(worker_id)s, %(lease_seconds)s, %(claims)s::jsonb);
 
 -- name: task_states
 SELECT task_id, status, attempt FROM coremachine.tasks WHERE task_id = ANY(%(task_ids)s::text[]);
@@ -232,36 +225,8 @@ FROM coremachine.outbox ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 DELETE FROM coremachine.outbox WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: append_events
--- Numbers the events per job from jobs.last_event_seq (the caller holds the
--- job row locks, so numbers are gap-free and in commit order), inserts them,
--- and NOTIFYs watchers (long-polling ListEvents) once per job at commit.
-WITH e AS (
-    SELECT x.job_id, x.event_type, x.stage, x.task_id, coalesce(x.data, '{}') AS data,
-           row_number() OVER (PARTITION BY x.job_id ORDER BY x.ord) AS k
-    FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
-                    AS (job_id text, event_type text, stage int, task_id text, data jsonb))
-         WITH ORDINALITY AS x(job_id, event_type, stage, task_id, data, ord)
-), counts AS (
-    SELECT job_id, max(k) AS n, bool_or(task_id IS NULL) AS job_level,
-           bool_or(event_type = ANY(%(end_events)s)) AS job_end
-    FROM e GROUP BY job_id
-), bumped AS (
-    UPDATE coremachine.jobs j
-    SET last_event_seq = j.last_event_seq + c.n
-    FROM counts c
-    WHERE j.job_id = c.job_id
-    RETURNING j.job_id, j.last_event_seq - c.n AS base
-), inserted AS (
-    INSERT INTO coremachine.job_events (job_id, seq, event_type, stage, task_id, data)
-    SELECT e.job_id, b.base + e.k, e.event_type, e.stage, e.task_id, e.data
-    FROM e JOIN bumped b ON b.job_id = e.job_id
-)
--- The payload says the highest level among the events added (the job's end,
--- a job-level event, or task events only), so that readers waiting for
--- job-level events or for the end only are not woken by every task.
-SELECT pg_notify('cm_job_events',
-                 job_id || CASE WHEN job_end THEN ' end' WHEN job_level THEN ' job' ELSE ' task' END)
-FROM counts;
+-- See coremachine.append_events (migration 0006): numbered per job, NOTIFY at commit.
+SELECT coremachine.append_events(%(events)s::jsonb, %(end_events)s);
 
 -- name: acquire_lease
 -- Single-leader election: take the lease if free or expired, or renew it.

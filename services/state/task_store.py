@@ -69,9 +69,9 @@ class TaskStore:
         """Grants a lease on each queued task whose attempt matches the message."""
         if not claims:
             return []
-        ids = [c.task_id for c in claims]
-        async with self._transaction() as conn:
-            await lock_jobs_of(conn, ids)
+        # One statement (a function): jobs locked first, leases granted, the
+        # task_started events appended, all in its own transaction.
+        async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ClaimedTask))
             await cur.execute(
                 Q.claim_tasks,
@@ -84,13 +84,6 @@ class TaskStore:
                 },
             )
             granted = {t.task_id: t for t in await cur.fetchall()}
-            await append_events(
-                conn,
-                [
-                    NewEvent(t.job_id, "task_started", t.stage, t.task_id, {"attempt": t.attempt})
-                    for t in granted.values()
-                ],
-            )
         refused = [c for c in claims if c.task_id not in granted]
         reasons = await self._refusal_reasons(refused) if refused else {}
         return [
