@@ -2,10 +2,12 @@
 -- job_stages rows, then tasks rows (ordered by key), so batches never deadlock.
 
 -- name: insert_job
+-- A job created with its first stage's tasks starts out processing stage 1.
 INSERT INTO coremachine.jobs
-    (job_id, job_type, parameters, total_stages, metadata, default_result)
+    (job_id, job_type, parameters, total_stages, metadata, default_result, status)
 VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s,
-        %(default_result)s)
+        %(default_result)s,
+        CASE WHEN %(processing)s THEN 'processing' ELSE 'queued' END::coremachine.job_status)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING *;
 

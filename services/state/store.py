@@ -95,6 +95,7 @@ class StateStore(TaskStore):
                     "total_stages": total_stages,
                     "metadata": json.dumps(metadata),
                     "default_result": default_result,
+                    "processing": first_stage is not None,
                 },
             )
             job = await cur.fetchone()
@@ -125,8 +126,10 @@ class StateStore(TaskStore):
         return view or await self.get_job(job_id), True
 
     async def get_job(self, job_id: str) -> JobView:
-        # Both queries leave before either answer is awaited (pipeline mode).
-        async with self.pool.connection() as conn:
+        # Both queries leave before either answer is awaited (pipeline mode:
+        # one round trip; not used for longer transactions, where psycopg's
+        # pipeline polling costs more CPU than the round trips it saves).
+        async with self.pool.connection() as conn, conn.pipeline():
             job_cur = conn.cursor(row_factory=class_row(JobRow))
             stage_cur = conn.cursor(row_factory=class_row(StageRow))
             await job_cur.execute(Q.get_job, {"job_id": job_id})
@@ -360,9 +363,11 @@ class StateStore(TaskStore):
         view = None
         if inserted_stage is not None:  # the first chunk
             stage_row = inserted_stage
-            job_cur = conn.cursor(row_factory=class_row(JobRow))
-            await job_cur.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
-            started = await job_cur.fetchone()
+            started: JobRow | None = job
+            if (job.status, job.stage) != (JobStatus.PROCESSING, stage):
+                job_cur = conn.cursor(row_factory=class_row(JobRow))
+                await job_cur.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
+                started = await job_cur.fetchone()
             if started is not None and stage == 1:
                 view = JobView(started, [stage_row])  # what create_job returns
             events.append(
