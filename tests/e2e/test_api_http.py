@@ -116,6 +116,16 @@ def test_event_stream_follows_a_job_live_and_ends_when_it_ends(stack, http):
         assert json.loads(e["data"])["seq"] == int(e["id"])
 
 
+def test_event_stream_levels_leave_out_task_events_or_keep_only_the_end(stack, http):
+    job_id = submit(http, n=3, task_delay_ms=50, message="levels")
+    ends = stream_events(http, job_id, params={"end_only": "true"})  # opened while it runs
+    assert [e["event"] for e in ends] == ["job_completed", "end"]
+    job_level = stream_events(http, job_id, params={"job_level_only": "true"})
+    kinds = [e["event"] for e in job_level]
+    assert kinds[0] == "job_created" and kinds[-2:] == ["job_completed", "end"]
+    assert kinds.count("stage_completed") == 2 and not any(k.startswith("task_") for k in kinds)
+
+
 def test_event_stream_resumes_after_last_event_id_or_after(stack, http):
     job_id = submit(http, n=2, message="resume me")
     wait_for_job(http, job_id)
