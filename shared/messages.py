@@ -19,7 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, not refused: a newer sender may add one (as
+    # `context` was added) while consumers of the previous release still run
+    # during a rolling upgrade. (Consumers from before this rule refuse them:
+    # upgrade the orchestrators before the state services once.)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class StageResultItem(_Message):

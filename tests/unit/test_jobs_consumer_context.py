@@ -8,6 +8,7 @@ them (a large stage) reads the job and the results in one call.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -151,3 +152,14 @@ async def test_without_context_the_job_and_results_are_read_in_one_call():
     assert state.calls == ["GetStageResults", "CreateStageTasks"]
     planned = [json.loads(t.parameters_json) for t in state.requests[0].tasks]
     assert [p["greeting"] for p in planned] == ["hello 0", "hello 1"]
+
+
+async def test_a_field_from_a_newer_sender_is_ignored_not_refused():
+    # Rolling upgrades: a newer state service may add fields to the messages.
+    state, broker = RecordingState(), SettlingBroker()
+    message = StageReady(job_id=JOB_ID, job_type="hello_world", stage=2)
+    body = json.loads(message.model_dump_json()) | {"added_later": {"x": 1}}
+    newer = dataclasses.replace(received(message), body=json.dumps(body).encode())
+    await consumer(state, broker).handle(newer)
+    assert state.calls == ["GetStageResults", "CreateStageTasks"]
+    assert broker.completed == [message.message_id]
