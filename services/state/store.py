@@ -258,14 +258,6 @@ class StateStore(TaskStore):
         self._poke_relay()
         return await self.get_job(job_id), requeued
 
-    async def list_events(
-        self, job_id: str, after_seq: int, limit: int, job_level_only: bool = False
-    ) -> tuple[list[EventRow], bool]:
-        """Events after a sequence number; complete=True when the job is
-        terminal and nothing follows the last one returned."""
-        page = await self.events_page(job_id, after_seq, limit, job_level_only)
-        return page.events, page.complete
-
     async def events_page(
         self,
         job_id: str,
@@ -274,10 +266,10 @@ class StateStore(TaskStore):
         job_level_only: bool = False,
         end_only: bool = False,
     ) -> EventsPage:
-        """list_events, with the ended job when the page completes its events.
-
-        end_only keeps only the events that end the job; job_level_only
-        leaves out the per-task ones.
+        """Events after a sequence number; complete=True when the job is
+        terminal and nothing follows the last one returned, and then the job
+        as it ended comes along. end_only keeps only the events that end the
+        job; job_level_only leaves out the per-task ones.
         """
         limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
         async with self.pool.connection() as conn:

@@ -76,16 +76,17 @@ async def test_events_have_a_gap_free_sequence_per_job_and_resume(store):
     claimed = await claim_stage(store, job_id, 1)
     await store.complete_tasks([ok(*c) for c in claimed.values()])
     await store.complete_job(job_id, {})
-    events, complete = await store.list_events(job_id, 0, 1000)
+    page = await store.events_page(job_id, 0, 1000)
+    events = page.events
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     types = [e.event_type for e in events]
     assert types[0] == "job_created" and types[-1] == "job_completed"
     assert types.count("task_started") == 3 and types.count("task_completed") == 3
-    assert complete
-    rest, complete = await store.list_events(job_id, 4, 1000)
-    assert [e.seq for e in rest] == list(range(5, len(events) + 1)) and complete
-    head, complete = await store.list_events(job_id, 0, 2)
-    assert [e.seq for e in head] == [1, 2] and not complete
+    assert page.complete and page.job is not None and page.job.job.status == "completed"
+    rest = await store.events_page(job_id, 4, 1000)
+    assert [e.seq for e in rest.events] == list(range(5, len(events) + 1)) and rest.complete
+    head = await store.events_page(job_id, 0, 2)
+    assert [e.seq for e in head.events] == [1, 2] and not head.complete and head.job is None
 
 
 async def test_job_level_events_leave_out_the_per_task_ones(store):
@@ -93,9 +94,10 @@ async def test_job_level_events_leave_out_the_per_task_ones(store):
     await make_stage(store, job_id, 1, 3)
     claimed = await claim_stage(store, job_id, 1)
     await store.complete_tasks([ok(*c) for c in claimed.values()])
-    events, complete = await store.list_events(job_id, 0, 1000, job_level_only=True)
-    assert [e.event_type for e in events] == ["job_created", "stage_started", "stage_completed"]
-    assert not complete  # not finalized yet
+    page = await store.events_page(job_id, 0, 1000, job_level_only=True)
+    types = [e.event_type for e in page.events]
+    assert types == ["job_created", "stage_started", "stage_completed"]
+    assert not page.complete  # not finalized yet
     await store.complete_job(job_id, {})
-    events, complete = await store.list_events(job_id, events[-1].seq, 1000, job_level_only=True)
-    assert [e.event_type for e in events] == ["job_completed"] and complete
+    page = await store.events_page(job_id, page.events[-1].seq, 1000, job_level_only=True)
+    assert [e.event_type for e in page.events] == ["job_completed"] and page.complete

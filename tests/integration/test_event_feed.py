@@ -70,7 +70,7 @@ async def test_a_job_level_reader_sleeps_through_task_events(feed, store):
 async def test_a_job_level_long_poll_returns_with_the_next_job_level_event(servicer, store):
     job_id = await make_job(store)
     await make_stage(store, job_id, 1, 2)
-    events, _ = await store.list_events(job_id, 0, 1000)
+    events = (await store.events_page(job_id, 0, 1000)).events
     request = state_pb2.ListEventsRequest(
         job_id=job_id, after_seq=events[-1].seq, wait_ms=20_000, job_level_only=True
     )
