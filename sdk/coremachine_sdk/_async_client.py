@@ -19,6 +19,8 @@ R = TypeVar("R")
 
 # A watch stream that breaks with one of these is resumed after the last seen
 # event; any other status (not found, auth, ...) is the caller's to handle.
+# A watch stream that broke after at least this long had been working.
+_WORKING_STREAM_SECONDS = 5.0
 _RESUMABLE = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -163,8 +165,9 @@ class AsyncClient:
         """Yields a job's events after `after_seq` until the job ends.
 
         A broken stream is reopened after the last event seen, so no event is
-        lost or repeated; after `reconnect_for` seconds without success it
-        raises Unavailable. `task_events=False` leaves out the per-task events.
+        lost or repeated; when no working stream comes back for `reconnect_for`
+        seconds it raises Unavailable. `task_events=False` leaves out the
+        per-task events.
         """
         levels = {"job_level_only": not task_events}
         async for item in self._watch(job_id, after_seq, reconnect_for, levels, final_job=False):
@@ -183,9 +186,10 @@ class AsyncClient:
         """watch(); levels are WatchJobRequest's filters; with final_job, the
         job as it ended comes last (from servers that send it)."""
         loop = asyncio.get_running_loop()
-        last_progress = loop.time()
+        outage_since: float | None = None
         backoff = 0.1
         while True:
+            attempt_at = loop.time()
             call = self._service().WatchJob(
                 jobs_pb2.WatchJobRequest(
                     job_id=job_id, after_seq=after_seq, final_job=final_job, **levels
@@ -199,13 +203,18 @@ class AsyncClient:
                         continue
                     event = _convert.event_from_proto(response.event)
                     after_seq = max(after_seq, event.seq)
-                    last_progress, backoff = loop.time(), 0.1
+                    outage_since, backoff = None, 0.1
                     yield event
                 return  # the server ends the stream when the job is terminal
             except grpc.aio.AioRpcError as error:
                 if error.code() not in _RESUMABLE:
                     raise error_from_rpc(error) from error
-                if loop.time() - last_progress > reconnect_for:
+                now = loop.time()
+                # A stream that stayed up for a while was working, even without
+                # events (a long stage, or end_only): its break starts a new outage.
+                if outage_since is None or now - attempt_at > _WORKING_STREAM_SECONDS:
+                    outage_since = now
+                if now - outage_since > reconnect_for:
                     raise Unavailable(
                         f"watch of {job_id} broken for {reconnect_for}s: {error.details()}",
                         error.code().name,

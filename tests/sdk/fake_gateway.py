@@ -49,6 +49,8 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         self.unimplemented: set[str] = set()
         self.page_size = 3
         self.break_watch_after: int | None = None  # abort the next stream after N events
+        self.break_quiet_watches: int = 0  # abort this many streams when they go quiet
+        self.quiet_seconds = 0.0  # ... after this long without an event
         self.watch_requests: list[int] = []  # after_seq of every WatchJob call
         self.calls: list[tuple[str, dict[str, str]]] = []  # method, metadata
 
@@ -233,6 +235,13 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
                 if request.final_job:
                     yield jobs_pb2.WatchJobResponse(job=job)
                 return
+            if self.break_quiet_watches:
+                try:
+                    await asyncio.wait_for(changed.wait(), self.quiet_seconds)
+                except TimeoutError:
+                    self.break_quiet_watches -= 1
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "idle stream reset")
+                continue
             await changed.wait()
 
 

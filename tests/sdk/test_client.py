@@ -196,6 +196,29 @@ def test_watch_resumes_after_the_last_seen_event_when_the_stream_breaks(
     assert gateway.call(lambda s: list(s.watch_requests), gateway.service) == [0, 2]
 
 
+def test_a_quiet_stream_that_breaks_is_resumed_however_long_it_was_quiet(
+    gateway: FakeGateway, client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    # wait() streams only the job's end: a long job is a long quiet stream.
+    # Each break of a stream that worked for a while is a new outage, not the
+    # continuation of one that started when the last event came.
+    monkeypatch.setattr("coremachine_sdk._async_client._WORKING_STREAM_SECONDS", 0.5)
+    job = client.submit("hello_world", n=2)
+    gateway.call(setattr, gateway.service, "quiet_seconds", 1.0)
+    gateway.call(setattr, gateway.service, "break_quiet_watches", 2)
+
+    def finish_after_two_breaks() -> None:
+        gateway.wait_until(lambda s: s.break_quiet_watches == 0)
+        gateway.call(gateway.service.finish, job.job_id)
+
+    finisher = threading.Thread(target=finish_after_two_breaks)
+    finisher.start()
+    events = list(client.watch(job.job_id, reconnect_for=0.3))
+    finisher.join()
+    assert [e.event_type for e in events] == ["job_created", "job_completed"]
+    assert len(gateway.call(lambda s: list(s.watch_requests), gateway.service)) == 3
+
+
 def test_watch_follows_a_live_job(gateway: FakeGateway, client: Client):
     job = client.submit("hello_world", n=2)
     seen: list[str] = []
