@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,19 +74,26 @@ class Planner:
         self.chunk_size = chunk_size
         self.payloads = payloads
 
-    async def stage_results(self, job_id: str, stage: int) -> list[PreviousResult]:
-        return (await self._read_results(job_id, stage, include_job=False))[1]
-
     async def job_and_results(
         self, job_id: str, stage: int
     ) -> tuple[common_pb2.Job, list[PreviousResult]]:
-        """The job and a stage's results in one call (stage 0: none)."""
+        """The job and a stage's results, read in one call (stage 0: none)."""
         if stage < 1:
             job = (await self.state.GetJob(state_pb2.GetJobRequest(job_id=job_id))).job
             return job, []
-        job, results = await self._read_results(job_id, stage, include_job=True)
-        assert job is not None
-        return job, results
+        read: common_pb2.Job | None = None
+        rows = []
+        async for chunk in self.state.GetStageResults(
+            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage, include_job=True)
+        ):
+            if chunk.HasField("job"):
+                read = chunk.job
+            rows.extend(chunk.results)
+        assert read is not None, "GetStageResults with include_job sends the job first"
+        return read, await self._with_values(
+            (r.task_index, _STATUS_NAME.get(r.status, "unknown"), r.result_json, r.error)
+            for r in rows
+        )
 
     async def from_context(
         self, job_id: str, job_type: str, context: JobContext
@@ -99,31 +107,22 @@ class Planner:
             parameters_json=json.dumps(context.parameters).encode(),
             stage_results_json=json.dumps(context.stage_summaries).encode(),
         )
-        values = await self.payloads.load_many(
-            [(r.result_json or "").encode() for r in context.results]
+        return job, await self._with_values(
+            (r.task_index, r.status, (r.result_json or "").encode(), r.error)
+            for r in context.results
         )
-        return job, [
-            PreviousResult(r.task_index, r.status, value, r.error)
-            for r, value in zip(context.results, values, strict=True)
-        ]
 
-    async def _read_results(
-        self, job_id: str, stage: int, *, include_job: bool
-    ) -> tuple[common_pb2.Job | None, list[PreviousResult]]:
-        job = None
-        rows = []
-        async for chunk in self.state.GetStageResults(
-            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage, include_job=include_job)
-        ):
-            if chunk.HasField("job"):
-                job = chunk.job
-            rows.extend(chunk.results)
-        # Results a worker stored by claim check are fetched here, so planning
-        # and aggregators see values, never references.
-        values = await self.payloads.load_many([r.result_json for r in rows])
-        return job, [
-            PreviousResult(r.task_index, _STATUS_NAME.get(r.status, "unknown"), value, r.error)
-            for r, value in zip(rows, values, strict=True)
+    async def _with_values(
+        self, results: Iterable[tuple[int, str, bytes, str]]
+    ) -> list[PreviousResult]:
+        """(index, status, stored result, error) as planning sees them: results a
+        worker stored by claim check are fetched, so planning and aggregators
+        see values, never references."""
+        listed = list(results)
+        values = await self.payloads.load_many([raw for _, _, raw, _ in listed])
+        return [
+            PreviousResult(index, status, value, error)
+            for (index, status, _, error), value in zip(listed, values, strict=True)
         ]
 
     async def failed_tasks(self, job_id: str) -> list[dict[str, Any]]:

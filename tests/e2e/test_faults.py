@@ -57,6 +57,16 @@ def test_kill_orchestrator_during_fan_out(fault_stack):
     assert job["status"] == "completed", job
     assert created_when_killed <= N
     assert_counted_once(fault_stack.database_url, job_id, N)
+    # Stage 1 (N tasks, chunks of 20 here) was too large to be created with
+    # the job: it was planned from the queue, where the kill could hit it.
+    planned_apart = scalar(
+        fault_stack.database_url,
+        "SELECT count(DISTINCT created_at) FROM coremachine.job_events"
+        " WHERE job_id = %s AND (event_type = 'job_created' OR"
+        " (event_type = 'stage_started' AND stage = 1))",
+        job_id,
+    )
+    assert planned_apart == 2
 
 
 def test_kill_worker_mid_task(fault_stack):

@@ -23,10 +23,9 @@ from tests.integration.state_fixtures import (
 )
 
 
-async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_once(
-    db_url, pg_conn
-):
-    # Many stores, each with its own pool: completions come from many connections.
+async def complete_concurrently(db_url: str, job_id: str, n: int, duplicates: int) -> list:
+    """Completes a claimed stage of n tasks from 8 pools at once, in batches of
+    5, with `duplicates` outcomes delivered twice; returns each batch's result."""
     pools = [
         AsyncConnectionPool(db_url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
         for _ in range(8)
@@ -35,20 +34,27 @@ async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_o
         await p.open(wait=True)
     try:
         stores = [StateStore(p, Outbox("jobs", "tasks")) for p in pools]
-        job_id = await make_job(stores[0])
-        await make_stage(stores[0], job_id, 1, 500)
         claimed = await claim_stage(stores[0], job_id, 1)
+        assert len(claimed) == n
         outcomes = [ok(t, tok, {"i": i}) for i, (t, tok) in claimed.items()]
-        duplicates = random.Random(7).sample(outcomes, 150)  # duplicate deliveries
-        work = outcomes + duplicates
+        work = outcomes + random.Random(7).sample(outcomes, duplicates)
         random.Random(11).shuffle(work)
         batches = [work[i : i + 5] for i in range(0, len(work), 5)]
-        results = await asyncio.gather(
+        return await asyncio.gather(
             *(stores[i % len(stores)].complete_tasks(b) for i, b in enumerate(batches))
         )
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_once(
+    db_url, store, pg_conn
+):
+    # Many stores, each with its own pool: completions come from many connections.
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 500)
+    results = await complete_concurrently(db_url, job_id, 500, duplicates=150)
 
     accepted = [r for per_batch, _ in results for r in per_batch if r.accepted]
     assert len(accepted) == 500  # every duplicate was rejected
@@ -65,6 +71,27 @@ async def test_500_concurrent_completions_some_twice_advance_the_stage_exactly_o
         "failed": 0,
         "cancelled": 0,
     }
+
+
+async def test_concurrent_last_completions_complete_a_summary_job_exactly_once(
+    db_url, store, pg_conn
+):
+    # A job without aggregator completes inside the barrier: the same race
+    # must give exactly one completion, with every task counted once.
+    job_id = new_job_id()
+    await store.create_job(job_id, "noop", {}, 1, {}, default_result=True)
+    await make_stage(store, job_id, 1, 300)
+    results = await complete_concurrently(db_url, job_id, 300, duplicates=100)
+
+    assert sum(r.accepted for per_batch, _ in results for r in per_batch) == 300
+    types = await event_types(pg_conn, job_id)
+    assert types.count("stage_completed") == 1 and types.count("job_completed") == 1
+    assert types[-1] == "job_completed"
+    job = (await store.get_job(job_id)).job
+    assert job.status == "completed"
+    assert job.result_data["total_tasks"] == 300
+    assert job.result_data["stages"]["1"]["completed"] == 300
+    assert f"{job_id}:finalize" not in await outbox_ids(pg_conn)
 
 
 async def test_a_stage_of_zero_tasks_completes_at_once(store, pg_conn):

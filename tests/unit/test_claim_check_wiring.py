@@ -56,6 +56,8 @@ class FakeState:
         ]
 
         async def stream() -> AsyncIterator[state_pb2.GetStageResultsResponse]:
+            if request.include_job:
+                yield state_pb2.GetStageResultsResponse(job=common_pb2.Job(job_id=request.job_id))
             # Two chunks, as the state service streams large stages.
             yield state_pb2.GetStageResultsResponse(results=rows[:1])
             yield state_pb2.GetStageResultsResponse(results=rows[1:])
@@ -257,7 +259,7 @@ async def test_planner_sees_real_previous_results_and_wraps_large_parameters(sto
             StageSpec("two", "noop", MatchPrevious(lambda ctx, p: {"copy": p.result["text"]})),
         ),
     )
-    previous = await planner.stage_results(JOB_ID, 1)
+    _, previous = await planner.job_and_results(JOB_ID, 1)
     assert await planner.plan_stage(_job(job_type, {}), job_type, 2, previous) == 2
 
     [request] = state.created
@@ -297,7 +299,8 @@ async def test_fan_in_planning_and_aggregation_see_real_values(store):
         aggregate=aggregate,
     )
     job = _job(job_type, {})
-    await planner.plan_stage(job, job_type, 2, await planner.stage_results(JOB_ID, 1))
+    _, previous = await planner.job_and_results(JOB_ID, 1)
+    await planner.plan_stage(job, job_type, 2, previous)
     [request] = state.created
     [task] = request.tasks
     # Inlined (under FanIn's limit) but over the claim-check threshold: stored.
@@ -308,7 +311,8 @@ async def test_fan_in_planning_and_aggregation_see_real_values(store):
     ]
 
     job.total_stages = 2
-    assert await planner.finalize(job, job_type, await planner.stage_results(JOB_ID, 2)) == 3
+    _, final = await planner.job_and_results(JOB_ID, 2)
+    assert await planner.finalize(job, job_type, final) == 3
     assert [r.result for r in seen[0].final_results] == [
         {"v": f"{i}" * THRESHOLD} for i in range(3)
     ]

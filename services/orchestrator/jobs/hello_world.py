@@ -15,6 +15,7 @@ from services.orchestrator.registry import (
     PlanContext,
     PreviousResult,
     StageSpec,
+    default_summary,
 )
 from shared.domain.retry import RetryPolicy
 
@@ -57,14 +58,12 @@ def _reply(ctx: PlanContext, previous: PreviousResult) -> dict[str, Any]:
 
 
 def _aggregate(ctx: AggregateContext) -> dict[str, Any]:
+    """The default summary, with the replies in task order."""
     return {
-        "job_type": ctx.job_type,
-        "total_tasks": sum(int(s.get("task_count", 0)) for s in ctx.stage_summaries.values()),
-        "stages": dict(ctx.stage_summaries),
+        **default_summary(ctx),
         "replies": [
             r.result.get("reply") if isinstance(r.result, dict) else None for r in ctx.final_results
         ],
-        "failed_tasks": list(ctx.failed_tasks),
     }
 
 

@@ -57,8 +57,6 @@ RETURNS TABLE (
 LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
-DECLARE
-    granted jsonb;
 BEGIN
     PERFORM 1 FROM coremachine.jobs j
     WHERE j.job_id IN (SELECT t.job_id FROM coremachine.tasks t
@@ -67,6 +65,7 @@ BEGIN
     ORDER BY j.job_id
     FOR UPDATE;
 
+    RETURN QUERY
     WITH claimed AS (
         UPDATE coremachine.tasks t
         SET status = 'processing', lease_token = gen_random_uuid(),
@@ -79,22 +78,19 @@ BEGIN
         RETURNING t.task_id, t.job_id, t.job_type, t.task_type, t.stage, t.task_index,
                   t.attempt, t.parameters::text AS parameters_json,
                   t.lease_token::text AS lease_token
+    ), logged AS (
+        -- One row whatever was claimed (an aggregate), so the join below
+        -- always runs it: the task_started events of this claim.
+        SELECT coremachine.append_events(
+                   coalesce(jsonb_agg(jsonb_build_object(
+                       'job_id', c.job_id, 'event_type', 'task_started', 'stage', c.stage,
+                       'task_id', c.task_id, 'data', jsonb_build_object('attempt', c.attempt))
+                       ORDER BY c.job_id, c.task_index), '[]'),
+                   '{}') AS jobs
+        FROM claimed c
     )
-    SELECT coalesce(jsonb_agg(to_jsonb(claimed) ORDER BY claimed.job_id, claimed.task_index),
-                    '[]')
-    INTO granted FROM claimed;
-
-    PERFORM coremachine.append_events(
-        (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                    'job_id', g.job_id, 'event_type', 'task_started', 'stage', g.stage,
-                    'task_id', g.task_id, 'data', jsonb_build_object('attempt', g.attempt))),
-                '[]')
-         FROM jsonb_to_recordset(granted) AS g(job_id text, stage int, task_id text, attempt int)),
-        '{}');
-
-    RETURN QUERY
-    SELECT * FROM jsonb_to_recordset(granted) AS r(
-        task_id text, job_id text, job_type text, task_type text, stage integer,
-        task_index integer, attempt integer, parameters_json text, lease_token text);
+    SELECT c.task_id, c.job_id, c.job_type, c.task_type, c.stage, c.task_index, c.attempt,
+           c.parameters_json, c.lease_token
+    FROM claimed c CROSS JOIN logged;
 END;
 $$;
