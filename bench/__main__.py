@@ -29,9 +29,11 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from coremachine.shared.pg_urls import start_embedded
+from coremachine.stack.processes import Ports, Stack
 from coremachine_sdk import Client, JobStatus
-from shared.pg_urls import start_embedded
-from stack.processes import ROOT, Ports, Stack
+
+ROOT = Path(__file__).resolve().parents[1]
 
 console = Console()
 

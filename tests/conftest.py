@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 
-from services.state.schema import migrate_all
+from coremachine.services.state.schema import migrate_all
 from tests.databases import create_database, drop_database, server_url
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from shared.pg_urls import start_embedded, with_dbname
+from coremachine.shared.pg_urls import start_embedded, with_dbname
 
 ROOT = Path(__file__).resolve().parents[1]
 

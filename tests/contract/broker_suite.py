@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from shared.broker import MAX_DELIVERY_REASON, Broker, LockLostError, OutgoingMessage
+from coremachine.shared.broker import MAX_DELIVERY_REASON, Broker, LockLostError, OutgoingMessage
 
 
 def msg(body: str = "hello", message_id: str | None = None, **kw) -> OutgoingMessage:

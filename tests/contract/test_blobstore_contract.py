@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.blobstore import (
+from coremachine.shared.blobstore import (
     BlobAlreadyExists,
     BlobInfo,
     BlobNotFound,
@@ -24,8 +24,8 @@ from shared.blobstore import (
     ContainerNotFound,
     InvalidBlobName,
 )
-from shared.blobstores.local import LocalBlobStore
-from shared.blobstores.memory import MemoryBlobStore
+from coremachine.shared.blobstores.local import LocalBlobStore
+from coremachine.shared.blobstores.memory import MemoryBlobStore
 from tests.azurite import azurite_connection_string  # noqa: F401 (a fixture)
 
 
@@ -38,7 +38,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     elif request.param == "local":
         adapter = LocalBlobStore(tmp_path / "blobs")
     else:
-        from shared.blobstores.azure import AzureBlobStore
+        from coremachine.shared.blobstores.azure import AzureBlobStore
 
         connection_string = request.getfixturevalue("azurite_connection_string")
         adapter = AzureBlobStore.from_connection_string(connection_string)

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from shared.broker import OutgoingMessage
-from shared.brokers.postgres import PostgresBroker
+from coremachine.shared.broker import OutgoingMessage
+from coremachine.shared.brokers.postgres import PostgresBroker
 from tests.contract.broker_suite import BrokerContract
 
 
@@ -38,7 +38,7 @@ class TestPostgresQueueWakeUps:
 
     @pytest.fixture(autouse=True)
     def no_idle_fallback(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("shared.brokers.postgres._MAX_IDLE_WAIT", 120.0)
+        monkeypatch.setattr("coremachine.shared.brokers.postgres._MAX_IDLE_WAIT", 120.0)
 
     @pytest.fixture
     async def brokers(self, db_url) -> AsyncIterator[tuple[PostgresBroker, PostgresBroker]]:

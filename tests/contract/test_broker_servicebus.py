@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
 
-from shared.brokers.servicebus import ServiceBusBroker
+from coremachine.shared.brokers.servicebus import ServiceBusBroker
 from tests.contract.broker_suite import BrokerContract
 
 CONNECTION_STRING = os.environ.get("SERVICEBUS_CONNECTION_STRING", "")

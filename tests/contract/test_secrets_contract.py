@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.secrets import CachedSecrets, SecretsProvider
-from shared.secrets_providers import open_secrets_provider
-from shared.secrets_providers.env import EnvSecrets, env_var_name
-from shared.secrets_providers.file import FileSecrets
+from coremachine.shared.secrets import CachedSecrets, SecretsProvider
+from coremachine.shared.secrets_providers import open_secrets_provider
+from coremachine.shared.secrets_providers.env import EnvSecrets, env_var_name
+from coremachine.shared.secrets_providers.file import FileSecrets
 
 KEY_VAULT_SKIP = "set KEY_VAULT_URL and Azure credentials to run the Key Vault secrets tests"
 
@@ -69,7 +69,7 @@ async def _key_vault_subject() -> AsyncIterator[Subject]:
     from azure.identity.aio import DefaultAzureCredential
     from azure.keyvault.secrets.aio import SecretClient
 
-    from shared.secrets_providers.keyvault import KeyVaultSecrets
+    from coremachine.shared.secrets_providers.keyvault import KeyVaultSecrets
 
     credential = DefaultAzureCredential()
     admin = SecretClient(vault_url=vault_url, credential=credential)
@@ -331,7 +331,7 @@ async def test_key_vault_maps_a_missing_secret_to_none(monkeypatch: pytest.Monke
     from azure.core.exceptions import ResourceNotFoundError
     from azure.keyvault.secrets import KeyVaultSecret, SecretProperties
 
-    from shared.secrets_providers.keyvault import KeyVaultSecrets
+    from coremachine.shared.secrets_providers.keyvault import KeyVaultSecrets
 
     class NoCredential:
         async def get_token(self, *scopes: str, **kwargs: object) -> object:

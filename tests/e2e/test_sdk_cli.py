@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from coremachine.stack.processes import Stack
 from coremachine_sdk import (
     AsyncClient,
     Client,
@@ -19,7 +20,6 @@ from coremachine_sdk import (
     TaskStatus,
     Unauthorized,
 )
-from stack.processes import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,6 @@ def cli(stack: Stack, *argv: str, api_key: str | None = None, timeout: float = 1
     """Runs `coremachine` as a subprocess, configured through its environment variables."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), str(ROOT / "gen")]),
         "COREMACHINE_ADDRESS": stack.grpc_address,
         "COREMACHINE_HTTP": stack.http_url,
         "COREMACHINE_API_KEY": api_key if api_key is not None else stack.api_key,

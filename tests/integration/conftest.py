@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from services.state.outbox import Outbox
-from services.state.store import StateStore
+from coremachine.services.state.outbox import Outbox
+from coremachine.services.state.store import StateStore
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import secrets
 
 import psycopg
 
-from services.state.store import StateStore
-from services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy
-from shared.domain.retry import RetryPolicy
+from coremachine.services.state.store import StateStore
+from coremachine.services.state.store_models import Claim, NewTaskSpec, Outcome, StagePolicy
+from coremachine.shared.domain.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base_ms=100, backoff_max_ms=1000)
 

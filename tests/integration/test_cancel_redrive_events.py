@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.state.store_models import Claim
-from shared.errors import Conflict
+from coremachine.services.state.store_models import Claim
+from coremachine.shared.errors import Conflict
 from tests.integration.state_fixtures import (
     claim_stage,
     fail,

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
+from coremachine.services.state.event_feed import EventFeed, Level
+from coremachine.services.state.servicer import StateServicer
 from coremachine.state.v1 import state_pb2
-from services.state.event_feed import EventFeed, Level
-from services.state.servicer import StateServicer
 from tests.integration.state_fixtures import claim_stage, make_job, make_stage
 
 

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.grpc_channel import open_channel
-from shared.grpc_server import GrpcServer
-from shared.grpc_tls import TlsConfig
-from shared.settings import CommonSettings
+from coremachine.shared.grpc_channel import open_channel
+from coremachine.shared.grpc_server import GrpcServer
+from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.settings import CommonSettings
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from services.state.janitor import Janitor
-from services.state.outbox import OutboxRelay
-from shared.brokers.postgres import PostgresBroker
+from coremachine.services.state.janitor import Janitor
+from coremachine.services.state.outbox import OutboxRelay
+from coremachine.shared.brokers.postgres import PostgresBroker
 from tests.integration.state_fixtures import claim_stage, make_job, make_stage, ok, outbox_ids
 
 

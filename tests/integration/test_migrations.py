@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.state.schema import LEDGER, MIGRATIONS_DIR, migrate_state
-from shared.migrations import MigrationError, check_schema, load_migrations, migrate
+from coremachine.services.state.schema import LEDGER, MIGRATIONS_DIR, migrate_state
+from coremachine.shared.migrations import MigrationError, check_schema, load_migrations, migrate
 from tests.databases import create_database, drop_database
 
 

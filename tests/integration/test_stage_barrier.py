@@ -7,9 +7,9 @@ import random
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.state.outbox import Outbox
-from services.state.store import StateStore
-from shared.messages import job_message_adapter
+from coremachine.services.state.outbox import Outbox
+from coremachine.services.state.store import StateStore
+from coremachine.shared.messages import job_message_adapter
 from tests.integration.state_fixtures import (
     claim_stage,
     event_types,
@@ -125,8 +125,8 @@ async def test_replayed_stage_ready_creates_no_duplicate_tasks(store, pg_conn):
 
 
 async def _policy():
-    from services.state.store_models import StagePolicy
-    from shared.domain.retry import RetryPolicy
+    from coremachine.services.state.store_models import StagePolicy
+    from coremachine.shared.domain.retry import RetryPolicy
 
     return StagePolicy(RetryPolicy())
 
@@ -220,7 +220,7 @@ async def test_a_small_finished_stage_sends_its_results_with_the_message(store, 
 
 
 async def test_a_large_finished_stage_leaves_its_results_to_be_read(store, pg_conn, monkeypatch):
-    monkeypatch.setattr("services.state.barrier.CONTEXT_MAX_TASKS", 2)
+    monkeypatch.setattr("coremachine.services.state.barrier.CONTEXT_MAX_TASKS", 2)
     job_id = await make_job(store)
     await make_stage(store, job_id, 1, 3)
     claimed = await claim_stage(store, job_id, 1)

@@ -8,8 +8,8 @@ import datetime as dt
 
 import psycopg
 
-from services.state.store_models import Claim
-from shared.domain.retry import RetryPolicy
+from coremachine.services.state.store_models import Claim
+from coremachine.shared.domain.retry import RetryPolicy
 from tests.integration.state_fixtures import (
     claim_stage,
     event_types,

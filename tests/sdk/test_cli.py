@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,7 @@ from coremachine_sdk import (
     Unavailable,
 )
 from coremachine_sdk.cli import main
-from coremachine_sdk.cli._outside import find_repository, poison_messages
+from coremachine_sdk.cli._outside import find_repository, find_server, poison_messages
 from coremachine_sdk.cli._parser import (
     UsageError,
     exit_code_for,
@@ -269,15 +270,24 @@ def test_poison_lists_dead_letters_over_http(poison_http, capsys) -> None:
     assert main(["poison", "--http", "http://127.0.0.1:1"]) == 5
 
 
-def test_up_needs_a_checkout(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_up_needs_a_server(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("COREMACHINE_REPO", raising=False)
     monkeypatch.chdir(tmp_path)
+    # Neither an installed server (beside the interpreter or on PATH) nor a checkout.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["up"]) == 2
-    assert "COREMACHINE_REPO" in capsys.readouterr().err
+    assert "coremachine-server" in capsys.readouterr().err
+
+
+def test_up_prefers_the_installed_server(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    (tmp_path / "coremachine-server").write_text("")
+    assert find_server(tmp_path, None) == [str(tmp_path / "coremachine-server"), "up"]
 
 
 def test_up_finds_the_checkout_from_a_subdirectory(tmp_path: Path) -> None:
-    assert find_repository(ROOT / "services" / "state", None) == ROOT
+    assert find_repository(ROOT / "coremachine" / "services" / "state", None) == ROOT
     assert find_repository(tmp_path, str(ROOT)) == ROOT
     assert find_repository(tmp_path, None) is None
 

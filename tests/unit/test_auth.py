@@ -7,7 +7,7 @@ import json
 import pytest
 
 from coremachine.jobs.v1 import jobs_pb2
-from services.api_gateway.auth import (
+from coremachine.services.api_gateway.auth import (
     ApiKeyAuthenticator,
     DisabledAuthenticator,
     Role,
@@ -15,9 +15,9 @@ from services.api_gateway.auth import (
     key_from,
     parse_api_keys,
 )
-from services.api_gateway.servicer import JobServicer
-from shared.errors import PermissionDenied, Unauthenticated
-from shared.secrets import CachedSecrets, SecretsProvider
+from coremachine.services.api_gateway.servicer import JobServicer
+from coremachine.shared.errors import PermissionDenied, Unauthenticated
+from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 
 
 class MemorySecrets(SecretsProvider):

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared.blobstores.memory import MemoryBlobStore
-from shared.claim_check import (
+from coremachine.shared.blobstores.memory import MemoryBlobStore
+from coremachine.shared.claim_check import (
     DEFAULT_CONTAINER,
     DEFAULT_THRESHOLD_BYTES,
     ClaimCheck,

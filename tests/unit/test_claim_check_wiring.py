@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from coremachine.common.v1 import common_pb2
-from coremachine.state.v1 import state_pb2
-from services.orchestrator.claim_check import StagePayloads
-from services.orchestrator.planner import Planner
-from services.orchestrator.registry import (
+from coremachine.services.orchestrator.claim_check import StagePayloads
+from coremachine.services.orchestrator.planner import Planner
+from coremachine.services.orchestrator.registry import (
     AggregateContext,
     Custom,
     FanIn,
@@ -25,11 +24,12 @@ from services.orchestrator.registry import (
     Single,
     StageSpec,
 )
-from services.worker.claim_check import TaskPayloads
-from services.worker.consumer import InFlight, TaskConsumer
-from services.worker.context import TaskContext
-from shared.blobstores.memory import MemoryBlobStore
-from shared.claim_check import DEFAULT_CONTAINER, is_reference
+from coremachine.services.worker.claim_check import TaskPayloads
+from coremachine.services.worker.consumer import InFlight, TaskConsumer
+from coremachine.services.worker.context import TaskContext
+from coremachine.shared.blobstores.memory import MemoryBlobStore
+from coremachine.shared.claim_check import DEFAULT_CONTAINER, is_reference
+from coremachine.state.v1 import state_pb2
 
 THRESHOLD = 1024
 JOB_ID = "f" * 64
@@ -319,7 +319,7 @@ async def test_fan_in_planning_and_aggregation_see_real_values(store):
 
 
 async def test_planner_bounds_each_create_call_by_bytes_as_well_as_count(store, monkeypatch):
-    monkeypatch.setattr("services.orchestrator.planner.CHUNK_MAX_BYTES", 3 * THRESHOLD)
+    monkeypatch.setattr("coremachine.services.orchestrator.planner.CHUNK_MAX_BYTES", 3 * THRESHOLD)
     state = FakeState()
     planner = Planner(state, 100, StagePayloads(store, threshold_bytes=10 * THRESHOLD))  # type: ignore[arg-type]
     job_type = JobType(

@@ -8,15 +8,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.orchestrator.jobs.container_contents import ListContainerContentsParameters
-from services.orchestrator.jobs.container_summary import SummarizeContainerParameters
-from services.worker.claim_check import TaskPayloads
-from services.worker.context import TaskContext
-from services.worker.handlers import container_contents, container_summary
-from services.worker.handlers.container_listing import BlobFilter
-from shared.blobstore import BlobInfo
-from shared.blobstores.memory import MemoryBlobStore
-from shared.task_errors import PermanentError, is_retryable
+from coremachine.services.orchestrator.jobs.container_contents import (
+    ListContainerContentsParameters,
+)
+from coremachine.services.orchestrator.jobs.container_summary import SummarizeContainerParameters
+from coremachine.services.worker.claim_check import TaskPayloads
+from coremachine.services.worker.context import TaskContext
+from coremachine.services.worker.handlers import container_contents, container_summary
+from coremachine.services.worker.handlers.container_listing import BlobFilter
+from coremachine.shared.blobstore import BlobInfo
+from coremachine.shared.blobstores.memory import MemoryBlobStore
+from coremachine.shared.task_errors import PermanentError, is_retryable
 
 CONTAINER = "unit-blobs"
 MIB = 1024 * 1024

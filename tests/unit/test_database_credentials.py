@@ -10,8 +10,12 @@ import pytest
 from azure.core.credentials import AccessToken
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shared.database_credentials import ENTRA_SCOPE, PASSWORD_SECRET, DatabaseCredentials
-from shared.secrets import SecretsProvider
+from coremachine.shared.database_credentials import (
+    ENTRA_SCOPE,
+    PASSWORD_SECRET,
+    DatabaseCredentials,
+)
+from coremachine.shared.secrets import SecretsProvider
 
 ENTRA_URL = "postgresql://coremachine-identity@db.postgres.database.azure.com:5432/coremachine"
 

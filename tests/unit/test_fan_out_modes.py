@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from services.orchestrator.planner import _fan_in_params
-from services.orchestrator.registry import (
+from coremachine.services.orchestrator.planner import _fan_in_params
+from coremachine.services.orchestrator.registry import (
     Custom,
     FanIn,
     FromParameter,

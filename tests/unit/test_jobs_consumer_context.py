@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from coremachine.common.v1 import common_pb2
+from coremachine.services.orchestrator.claim_check import StagePayloads
+from coremachine.services.orchestrator.consumer import JobsConsumer
+from coremachine.services.orchestrator.jobs.hello_world import hello_world
+from coremachine.services.orchestrator.planner import Planner
+from coremachine.services.orchestrator.registry import JobRegistry
+from coremachine.shared.blobstores.memory import MemoryBlobStore
+from coremachine.shared.broker import ReceivedMessage
+from coremachine.shared.domain.retry import RetryPolicy
+from coremachine.shared.messages import FinalizeJob, JobContext, StageReady, StageResultItem
 from coremachine.state.v1 import state_pb2
-from services.orchestrator.claim_check import StagePayloads
-from services.orchestrator.consumer import JobsConsumer
-from services.orchestrator.jobs.hello_world import hello_world
-from services.orchestrator.planner import Planner
-from services.orchestrator.registry import JobRegistry
-from shared.blobstores.memory import MemoryBlobStore
-from shared.broker import ReceivedMessage
-from shared.domain.retry import RetryPolicy
-from shared.messages import FinalizeJob, JobContext, StageReady, StageResultItem
 
 JOB_ID = "a" * 64
 HELLO = hello_world(max_n=10, retry=RetryPolicy())

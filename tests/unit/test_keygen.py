@@ -1,13 +1,14 @@
-"""`python -m services.api_gateway keygen` makes a key its secret entry accepts."""
+"""`python -m coremachine.services.api_gateway keygen` makes a key its secret entry accepts."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from services.api_gateway.auth import Role, hash_key, parse_api_keys
+from coremachine.services.api_gateway.auth import Role, hash_key, parse_api_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +18,7 @@ def test_keygen_prints_a_key_and_the_hashed_entry_that_admits_it():
         [
             sys.executable,
             "-m",
-            "services.api_gateway",
+            "coremachine.services.api_gateway",
             "keygen",
             "--name",
             "ci",
@@ -28,7 +29,7 @@ def test_keygen_prints_a_key_and_the_hashed_entry_that_admits_it():
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"},
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     ).stdout.splitlines()
     key = out[0].rsplit(" ", 1)[1]
     entry = json.loads(out[-1])

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.sql_queries import Queries
+from coremachine.shared.sql_queries import Queries
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {
-    ROOT / "services/state/queries.sql": ROOT / "services/state",
-    ROOT / "shared/brokers/postgres_sql/queries.sql": ROOT / "shared/brokers",
+    ROOT / "coremachine/services/state/queries.sql": ROOT / "coremachine/services/state",
+    ROOT / "coremachine/shared/brokers/postgres_sql/queries.sql": ROOT
+    / "coremachine/shared/brokers",
 }
 
 

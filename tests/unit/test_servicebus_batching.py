@@ -23,9 +23,9 @@ from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 from azure.servicebus.amqp import AmqpMessageHeader
 from azure.servicebus.exceptions import MessageLockLostError, MessageSizeExceededError
 
-from shared.broker import MAX_DELIVERY_REASON, LockLostError, OutgoingMessage
-from shared.brokers.servicebus import ServiceBusBroker, to_dead_letter, to_received
-from shared.brokers.servicebus_batching import (
+from coremachine.shared.broker import MAX_DELIVERY_REASON, LockLostError, OutgoingMessage
+from coremachine.shared.brokers.servicebus import ServiceBusBroker, to_dead_letter, to_received
+from coremachine.shared.brokers.servicebus_batching import (
     LOGICAL_ID_PROPERTY,
     MAX_MESSAGE_ID_LENGTH,
     PREMIUM_MAX_BATCH_BYTES,

@@ -142,14 +142,15 @@ def poison(args: argparse.Namespace, io: Io) -> int:
 
 
 def up(args: argparse.Namespace, io: Io) -> int:
-    repository = _outside.find_repository(Path.cwd(), os.environ.get("COREMACHINE_REPO"))
-    if repository is None:
+    command = _outside.find_server(Path.cwd(), os.environ.get("COREMACHINE_REPO"))
+    if command is None:
         raise UsageError(
-            "`up` runs the local stack from a CoreMachine checkout: run it inside one, "
+            "`up` runs the local stack with `coremachine-server up`: install the server "
+            "(pip install coremachine), or run it inside a CoreMachine checkout, "
             "or set COREMACHINE_REPO to its path"
         )
-    io.err.print(f"running `python -m stack up` in {repository} (Ctrl-C stops it)")
-    return _outside.run_stack(repository)
+    io.err.print(f"running `{' '.join(command)}` (Ctrl-C stops it)")
+    return _outside.run_stack(command)
 
 
 CLIENT_COMMANDS = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -84,20 +84,32 @@ def find_repository(start: Path, configured: str | None) -> Path | None:
     """The CoreMachine checkout: COREMACHINE_REPO, else the first of `start` and its parents."""
     candidates = [Path(configured)] if configured else [start, *start.parents]
     for candidate in candidates:
-        if (candidate / "stack" / "__main__.py").is_file() and (candidate / "services").is_dir():
+        if (candidate / "coremachine" / "stack" / "__main__.py").is_file() and (
+            candidate / "pyproject.toml"
+        ).is_file():
             return candidate
     return None
 
 
-def run_stack(repository: Path) -> int:
-    """Runs `python -m stack up` in the checkout (its .venv when present) until it stops."""
-    venv_python = repository / ".venv" / "bin" / "python"
-    python = str(venv_python) if venv_python.exists() else sys.executable
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(repository), str(repository / "gen")]),
-    }
-    process = subprocess.Popen([python, "-m", "stack", "up"], cwd=repository, env=env)
+def find_server(start: Path, configured_repository: str | None) -> list[str] | None:
+    """The command that starts the local stack: the installed `coremachine-server`
+    (next to this interpreter or on PATH), else the one of a checkout's .venv."""
+    beside = Path(sys.executable).parent / "coremachine-server"
+    installed = str(beside) if beside.exists() else shutil.which("coremachine-server")
+    if installed and configured_repository is None:
+        return [installed, "up"]
+    repository = find_repository(start, configured_repository)
+    if repository is None:
+        return [installed, "up"] if installed else None
+    in_venv = repository / ".venv" / "bin" / "coremachine-server"
+    if in_venv.exists():
+        return [str(in_venv), "up"]
+    return [sys.executable, "-m", "coremachine.stack", "up"]
+
+
+def run_stack(command: list[str]) -> int:
+    """Runs the local stack in the foreground until it stops."""
+    process = subprocess.Popen(command)
     while True:
         try:
             return process.wait()

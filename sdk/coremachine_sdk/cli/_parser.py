@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(
         "up",
-        "run the local stack in the foreground (`python -m stack up` from a CoreMachine "
-        "checkout: the current directory or a parent, or COREMACHINE_REPO)",
+        "run the local stack in the foreground (`coremachine-server up`: the installed "
+        "server, or the one of a CoreMachine checkout found from the current directory "
+        "or COREMACHINE_REPO)",
     )
     return parser
 

@@ -1,0 +1,102 @@
+"""The HTTP surface (FastAPI; OpenAPI at /docs and /openapi.json).
+
+Every error has one body shape, {"error", "message", "request_id"}, and every
+response carries an X-Request-ID header. Routes live in routes_*.py; this
+module assembles them with the middleware, the error handlers and auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from coremachine.services.api_gateway.auth import Authenticator
+from coremachine.services.api_gateway.backends import Backends
+from coremachine.services.api_gateway.context import HttpContext
+from coremachine.services.api_gateway.errors import install_error_handlers
+from coremachine.services.api_gateway.http_deps import role_guard
+from coremachine.services.api_gateway.middleware import RequestMiddleware
+from coremachine.services.api_gateway.params import ParameterLimits
+from coremachine.services.api_gateway.routes_db import db_router
+from coremachine.services.api_gateway.routes_jobs import jobs_router
+from coremachine.services.api_gateway.routes_monitor import monitor_router
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    message: str
+    request_id: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Bad input; the message names the field",
+        401: "No API key, or an unknown one",
+        403: "The key's role does not allow this",
+        404: "No such job (or route)",
+        409: "The job's state does not allow this",
+        413: "Request body too large",
+    }.items()
+}
+
+
+def create_app(
+    backends: Backends,
+    authenticator: Authenticator,
+    *,
+    max_body_bytes: int = 1_048_576,
+    parameter_limits: ParameterLimits | None = None,
+    max_list_limit: int = 1000,
+    events_poll_seconds: float = 10.0,
+    queues: tuple[str, ...] = ("jobs", "tasks"),
+    stopping: asyncio.Event | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="CoreMachine",
+        description=(
+            "Submit fan-out/fan-in jobs and follow them. Send an API key as"
+            " `Authorization: Bearer <key>` or `X-API-Key: <key>`; roles are"
+            " reader < submitter < admin. `/api/health` needs no key."
+        ),
+        version="1.0.0",
+        responses=_ERRORS,
+    )
+    ctx = HttpContext(
+        backends=backends,
+        needs=role_guard(authenticator),
+        parameter_limits=parameter_limits or ParameterLimits(),
+        stopping=stopping or asyncio.Event(),
+        max_list_limit=max_list_limit,
+        events_poll_seconds=events_poll_seconds,
+    )
+    app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(jobs_router(ctx))
+    app.include_router(db_router(ctx))
+    app.include_router(monitor_router(ctx, list(queues)))
+    _drop_default_422(app)
+    return app
+
+
+def _drop_default_422(app: FastAPI) -> None:
+    """Bad input is a 400 with the common body here; FastAPI's 422 schema would mislead."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,143 @@
+"""/api/jobs: submit, status, cancel, resubmit and the job's event stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from coremachine.services.api_gateway.auth import Principal, Role
+from coremachine.services.api_gateway.context import JOB_ID_PATTERN, HttpContext, check_job_id
+from coremachine.services.api_gateway.convert import job_to_json
+from coremachine.services.api_gateway.http_deps import QueryCheck
+from coremachine.services.api_gateway.params import JOB_TYPE_PATTERN, parse_parameters
+from coremachine.services.api_gateway.sse import job_events, sse_stream
+from coremachine.shared.errors import InvalidArgument
+
+JobIdPath = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, description="64 hex characters", examples=["0" * 64])
+]
+_SUBMIT_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "The job's parameters (a JSON object; empty = `{}`).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _last_seq(after: int | None, last_event_id: str | None) -> int:
+    """Where a stream resumes: `?after=` wins over the Last-Event-ID header."""
+    if after is not None:
+        return after
+    if last_event_id is None or not last_event_id.strip():
+        return 0
+    try:
+        seq = int(last_event_id.strip())
+    except ValueError:
+        seq = -1
+    if not 0 <= seq < 2**63:
+        raise InvalidArgument(
+            "Last-Event-ID: must be the seq of an event (an integer >= 0)", "Last-Event-ID"
+        )
+    return seq
+
+
+def jobs_router(ctx: HttpContext) -> APIRouter:
+    router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+    reader = Depends(ctx.needs(Role.READER))
+    submitter = Depends(ctx.needs(Role.SUBMITTER))
+
+    @router.post(
+        "/submit/{job_type}",
+        status_code=202,
+        openapi_extra=_SUBMIT_BODY,
+        responses={200: {"description": "The same job type and parameters: the existing job"}},
+    )
+    async def submit_job(
+        request: Request,
+        job_type: Annotated[str, Path(pattern=JOB_TYPE_PATTERN, examples=["hello_world"])],
+        principal: Principal = submitter,
+        _q: None = QueryCheck,
+    ) -> JSONResponse:
+        """Submits a job. 202 for a new job; 200 with the existing job for the same parameters."""
+        # Any Content-Type is read as JSON: `curl -d` sends form encoding by default.
+        parameters = parse_parameters(await request.body(), ctx.parameter_limits)
+        response = await ctx.backends.submit(job_type, json.dumps(parameters).encode())
+        return JSONResponse(
+            status_code=202 if response.created else 200,
+            content={"created": response.created, "job": job_to_json(response.job)},
+        )
+
+    @router.get("/status/{job_id}", dependencies=[reader, QueryCheck])
+    async def job_status(job_id: JobIdPath) -> dict[str, Any]:
+        """A job's status, stage, per-stage progress, result and error."""
+        return job_to_json(await ctx.backends.get_job(check_job_id(job_id)))
+
+    @router.post("/{job_id}/cancel")
+    async def cancel_job(
+        job_id: JobIdPath, principal: Principal = submitter, _q: None = QueryCheck
+    ) -> dict[str, Any]:
+        """Cancels a job: queued and running tasks are cancelled, no new task starts.
+
+        `changed` is false when the job had already ended (nothing to cancel).
+        """
+        response = await ctx.backends.cancel_job(
+            check_job_id(job_id), f"cancelled through the API by {principal.name}"
+        )
+        return {"changed": response.changed, "job": job_to_json(response.job)}
+
+    @router.post("/{job_id}/resubmit", dependencies=[submitter, QueryCheck])
+    async def resubmit_job(job_id: JobIdPath) -> dict[str, Any]:
+        """Re-runs a failed or cancelled job's failed and cancelled tasks (409 otherwise)."""
+        response = await ctx.backends.redrive_job(check_job_id(job_id))
+        return {"tasks_requeued": response.tasks_requeued, "job": job_to_json(response.job)}
+
+    @router.get(
+        "/{job_id}/events",
+        dependencies=[reader, QueryCheck],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    )
+    async def job_events_stream(
+        job_id: JobIdPath,
+        after: Annotated[
+            int | None, Query(ge=0, le=2**63 - 1, description="resume after this seq")
+        ] = None,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        job_level_only: Annotated[
+            bool, Query(description="only job and stage events, without per-task ones")
+        ] = False,
+        end_only: Annotated[
+            bool, Query(description="only the event that ends the job (for a waiter)")
+        ] = False,
+    ) -> StreamingResponse:
+        """The job's events as Server-Sent Events (`id:` = seq), ending when the job ends.
+
+        Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=`.
+        """
+        check_job_id(job_id)
+        after_seq = _last_seq(after, last_event_id)
+        # Fetched before the response starts, so an unknown job is a plain 404.
+        first = await ctx.backends.list_events(
+            job_id, after_seq, job_level_only=job_level_only, end_only=end_only
+        )
+        events = job_events(
+            ctx.backends,
+            job_id,
+            after_seq,
+            ctx.events_poll_seconds,
+            ctx.stopping,
+            first,
+            job_level_only=job_level_only,
+            end_only=end_only,
+        )
+        return StreamingResponse(
+            sse_stream(events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

@@ -1,0 +1,110 @@
+"""Composition root of the state service: the one place that picks adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from coremachine.services.state.admin import Admin
+from coremachine.services.state.event_feed import EventFeed
+from coremachine.services.state.janitor import Janitor
+from coremachine.services.state.outbox import Outbox, OutboxRelay
+from coremachine.services.state.schema import LEDGER, MIGRATIONS_DIR, check_schema, migrate_all
+from coremachine.services.state.servicer import StateServicer
+from coremachine.services.state.settings import StateSettings
+from coremachine.services.state.store import StateStore
+from coremachine.shared.broker import Broker
+from coremachine.shared.broker_factory import open_broker
+from coremachine.shared.database_credentials import DatabaseCredentials
+from coremachine.shared.grpc_server import GrpcServer
+from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.secrets import CachedSecrets, SecretsProvider
+from coremachine.shared.secrets_providers import open_secrets_provider
+from coremachine.state.v1 import state_pb2_grpc
+
+
+@dataclass
+class StateApp:
+    settings: StateSettings
+    pool: AsyncConnectionPool
+    broker: Broker
+    store: StateStore
+    relay: OutboxRelay
+    janitor: Janitor
+    feed: EventFeed
+    server: GrpcServer
+    credentials: DatabaseCredentials
+    secrets: SecretsProvider
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.pool.close()
+        await self.credentials.close()
+        await self.secrets.close()
+
+
+def open_credentials(settings: StateSettings) -> tuple[DatabaseCredentials, SecretsProvider]:
+    """The database password (URL, secrets provider) or Entra token, per connection."""
+    secrets = CachedSecrets(
+        open_secrets_provider(
+            settings.secrets_provider,
+            secrets_dir=settings.secrets_dir,
+            key_vault_url=settings.key_vault_url,
+        ),
+        settings.secrets_cache_seconds,
+    )
+    return DatabaseCredentials(
+        settings.database_url, auth=settings.database_auth, secrets=secrets
+    ), secrets
+
+
+async def current_conninfo(credentials: DatabaseCredentials) -> str:
+    """DATABASE_URL with the credentials valid now (for one-off connections)."""
+    return make_conninfo(credentials.conninfo, **await credentials.connect_kwargs())
+
+
+async def build(settings: StateSettings) -> StateApp:
+    """Migrates (if configured), checks the schema, opens pool and broker."""
+    credentials, secrets = open_credentials(settings)
+    database_url = await current_conninfo(credentials)
+    broker_url = settings.broker_database_url or database_url
+    if settings.migrate_on_start:
+        await migrate_all(database_url, broker_url if settings.broker == "postgres" else None)
+    # Credentials are resolved per new connection: a pool reconnecting hours
+    # later uses a rotated password or a fresh Entra token.
+    pool = AsyncConnectionPool(
+        credentials.conninfo,
+        min_size=2,
+        max_size=settings.pool_max_size,
+        open=False,
+        kwargs=credentials.pool_kwargs(autocommit=True),
+    )
+    await pool.open(wait=True, timeout=30)
+    async with pool.connection() as conn:
+        await check_schema(conn, MIGRATIONS_DIR, LEDGER)
+    broker = await open_broker(settings, database_url)
+    outbox = Outbox(settings.jobs_queue, settings.tasks_queue, settings.uses_direct_enqueue())
+    relay = OutboxRelay(pool, broker, batch_size=settings.relay_batch_size)
+    # In direct mode nothing goes through the outbox table: waking the relay
+    # after every commit would only cost an empty query per operation.
+    store = StateStore(pool, outbox, (lambda: None) if outbox.direct else relay.notify)
+    janitor = Janitor(
+        pool,
+        store,
+        relay,
+        interval=settings.janitor_interval_seconds,
+        stall_seconds=settings.stage_stall_seconds,
+        job_deadline_seconds=settings.job_deadline_seconds,
+    )
+    feed = EventFeed(lambda: credentials.connect(autocommit=True))
+    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
+    server.add(
+        state_pb2_grpc.add_StateServiceServicer_to_server,
+        StateServicer(store, Admin(pool, broker, store, settings), feed),
+        "coremachine.state.v1.StateService",
+    )
+    return StateApp(
+        settings, pool, broker, store, relay, janitor, feed, server, credentials, secrets
+    )

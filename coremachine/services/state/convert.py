@@ -1,0 +1,126 @@
+"""Rows of the state service <-> protobuf messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from coremachine.common.v1 import common_pb2
+from coremachine.services.state.rows import EventRow, JobRow, StageRow, TaskRow
+from coremachine.services.state.store_models import ClaimedTask, JobView, StageResult
+
+JOB_STATUS = {
+    s: getattr(common_pb2, f"JOB_STATUS_{s.upper()}")
+    for s in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled")
+}
+TASK_STATUS = {
+    s: getattr(common_pb2, f"TASK_STATUS_{s.upper()}")
+    for s in ("queued", "processing", "completed", "failed", "cancelled")
+}
+JOB_STATUS_NAME = {v: k for k, v in JOB_STATUS.items()}
+TASK_STATUS_NAME = {v: k for k, v in TASK_STATUS.items()}
+
+
+def _ts(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _json(value: object) -> bytes:
+    return b"" if value is None else json.dumps(value).encode()
+
+
+def stage_to_proto(stage: StageRow) -> common_pb2.StageProgress:
+    return common_pb2.StageProgress(
+        stage=stage.stage,
+        status=stage.status,
+        task_count=stage.task_count,
+        completed=stage.completed,
+        failed=stage.failed,
+        cancelled=stage.cancelled,
+        remaining=stage.remaining,
+    )
+
+
+def job_to_proto(view: JobView) -> common_pb2.Job:
+    job: JobRow = view.job
+    return common_pb2.Job(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        status=JOB_STATUS[job.status],
+        stage=job.stage,
+        total_stages=job.total_stages,
+        parameters_json=_json(job.parameters),
+        result_json=_json(job.result_data),
+        error=job.error_details or "",
+        created_at=_ts(job.created_at),
+        updated_at=_ts(job.updated_at),
+        completed_at=_ts(job.completed_at),
+        stages=[stage_to_proto(s) for s in view.stages],
+        stage_results_json=_json(job.stage_results),
+    )
+
+
+def task_to_proto(task: TaskRow) -> common_pb2.Task:
+    return common_pb2.Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        job_type=task.job_type,
+        task_type=task.task_type,
+        stage=task.stage,
+        task_index=task.task_index,
+        status=TASK_STATUS[task.status],
+        parameters_json=_json(task.parameters),
+        result_json=_json(task.result_data),
+        error=task.error_details or "",
+        attempt=task.attempt,
+        max_attempts=task.max_attempts,
+        created_at=_ts(task.created_at),
+        updated_at=_ts(task.updated_at),
+        started_at=_ts(task.started_at),
+        completed_at=_ts(task.completed_at),
+    )
+
+
+def stage_result_to_proto(result: StageResult):
+    from coremachine.state.v1 import state_pb2
+
+    return state_pb2.StageTaskResult(
+        task_index=result.task_index,
+        task_id=result.task_id,
+        status=TASK_STATUS[result.status],
+        result_json=(result.result_json or "").encode(),
+        error=result.error or "",
+    )
+
+
+def event_to_proto(event: EventRow) -> common_pb2.JobEvent:
+    return common_pb2.JobEvent(
+        job_id=event.job_id,
+        seq=event.seq,
+        event_type=event.event_type,
+        stage=event.stage or 0,
+        task_id=event.task_id or "",
+        data_json=_json(event.data),
+        created_at=_ts(event.created_at),
+    )
+
+
+def claimed_to_proto(task: ClaimedTask) -> common_pb2.Task:
+    """A claimed task with just what the worker needs (the hot path: no timestamps)."""
+    return common_pb2.Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        job_type=task.job_type,
+        task_type=task.task_type,
+        stage=task.stage,
+        task_index=task.task_index,
+        status=common_pb2.TASK_STATUS_PROCESSING,
+        parameters_json=task.parameters_json.encode(),
+        attempt=task.attempt,
+    )

@@ -1,0 +1,501 @@
+"""The state service's operations on PostgreSQL: one transaction each.
+
+Every operation that implies a message writes it to the outbox in its own
+transaction (see outbox.py) and then pokes the relay. Lock order is always
+jobs row -> job_stages rows -> tasks rows, which keeps concurrent batches
+free of deadlocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from coremachine.services.state.barrier import cancel_unfinished, evaluate_stage, fail_job_locked
+from coremachine.services.state.events import JOB_END_EVENTS, NewEvent, append_events
+from coremachine.services.state.locks import (
+    fetch_job,
+    lock_job,
+    locked_stage,
+)
+from coremachine.services.state.rows import EventRow, JobRow, StageRow
+from coremachine.services.state.sql import Q
+from coremachine.services.state.store_models import (
+    EventsPage,
+    JobView,
+    NewTaskSpec,
+    StagePolicy,
+    StageResult,
+    StageTasks,
+)
+from coremachine.services.state.task_store import MAX_LIST_LIMIT, TaskStore
+from coremachine.shared.domain.ids import task_id_for
+from coremachine.shared.domain.statuses import JobStatus, StageStatus
+from coremachine.shared.errors import Conflict, InvalidArgument, NotFound
+from coremachine.shared.pg_json import records_with_raw
+
+log = logging.getLogger(__name__)
+
+RESULTS_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTasks:
+    count: int
+    stage_completed: bool
+    # Stage 1's first chunk: the job and stage rows as this transaction left them.
+    view: JobView | None
+
+
+class StateStore(TaskStore):
+    """Every state operation, one transaction each: jobs and stages here,
+    task claims and outcomes in TaskStore."""
+
+    # -- jobs ------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        job_id: str,
+        job_type: str,
+        parameters: dict[str, Any],
+        total_stages: int,
+        metadata: dict[str, Any],
+        first_stage: StageTasks | None = None,
+        default_result: bool = False,
+    ) -> tuple[JobView, bool]:
+        """Creates the job; idempotent on job_id (a resubmit creates nothing).
+
+        With `first_stage` (planned by the orchestrator at submit) stage 1's
+        tasks and their messages are created in the job's transaction;
+        without, the job gets a "stage 1 ready" message and the orchestrator
+        plans stage 1 when it arrives. With `default_result` the job's result is
+        the default summary, recorded when its last stage completes (no
+        "finalize" message).
+        """
+        if total_stages < 1:
+            raise InvalidArgument("total_stages must be at least 1", "total_stages")
+        if first_stage is not None:
+            _check_task_indexes(first_stage.total_tasks, first_stage.tasks)
+        async with self._transaction() as conn:
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(
+                Q.insert_job,
+                {
+                    "job_id": job_id,
+                    "job_type": job_type,
+                    "parameters": json.dumps(parameters),
+                    "total_stages": total_stages,
+                    "metadata": json.dumps(metadata),
+                    "default_result": default_result,
+                    "processing": first_stage is not None,
+                },
+            )
+            job = await cur.fetchone()
+            view: JobView | None = None
+            if job is not None:
+                events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
+                view = JobView(job, [])
+                if first_stage is None:
+                    await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
+                else:
+                    # The row inserted above is this transaction's: already locked.
+                    created = await self._create_stage_tasks_locked(
+                        conn,
+                        job,
+                        1,
+                        first_stage.total_tasks,
+                        first_stage.tasks,
+                        first_stage.policy,
+                        events,
+                    )
+                    view = created.view
+                await append_events(conn, events)
+        if job is None:
+            return await self.get_job(job_id), False  # a resubmit: the job as it is
+        self._poke_relay()
+        # The rows the statements returned are the job as committed; an empty
+        # first stage completed at once and changed them: read it back then.
+        return view or await self.get_job(job_id), True
+
+    async def get_job(self, job_id: str) -> JobView:
+        # Both queries leave before either answer is awaited (pipeline mode:
+        # one round trip; not used for longer transactions, where psycopg's
+        # pipeline polling costs more CPU than the round trips it saves).
+        async with self.pool.connection() as conn, conn.pipeline():
+            job_cur = conn.cursor(row_factory=class_row(JobRow))
+            stage_cur = conn.cursor(row_factory=class_row(StageRow))
+            await job_cur.execute(Q.get_job, {"job_id": job_id})
+            await stage_cur.execute(Q.job_stages, {"job_id": job_id})
+            job = await job_cur.fetchone()
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            return JobView(job, await stage_cur.fetchall())
+
+    async def list_jobs(
+        self, status: str | None, job_type: str | None, limit: int, page_token: str
+    ) -> tuple[list[JobView], str]:
+        limit = max(1, min(limit or 50, MAX_LIST_LIMIT))
+        after_created, after_job_id = _parse_job_token(page_token)
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(
+                Q.list_jobs,
+                {
+                    "status": status,
+                    "job_type": job_type,
+                    "after_created": after_created,
+                    "after_job_id": after_job_id,
+                    "limit": limit,
+                },
+            )
+            jobs = await cur.fetchall()
+            stages: dict[str, list[StageRow]] = defaultdict(list)
+            if jobs:
+                scur = conn.cursor(row_factory=class_row(StageRow))
+                await scur.execute(Q.job_stages_of, {"job_ids": [j.job_id for j in jobs]})
+                for stage in await scur.fetchall():
+                    stages[stage.job_id].append(stage)
+        token = ""
+        if len(jobs) == limit:
+            last = jobs[-1]
+            token = f"{last.created_at.isoformat()}|{last.job_id}"
+        return [JobView(j, stages[j.job_id]) for j in jobs], token
+
+    async def complete_job(self, job_id: str, result: Any) -> tuple[JobView, bool]:
+        """Stores the final result; only a processing job whose last stage ended."""
+        async with self._transaction() as conn:
+            await lock_job(conn, job_id)
+            cur = conn.cursor(row_factory=class_row(JobRow))
+            await cur.execute(Q.complete_job, {"job_id": job_id, "result": json.dumps(result)})
+            done = await cur.fetchone()
+            if done is not None:
+                await append_events(
+                    conn, [NewEvent(job_id, "job_completed", data={"status": done.status})]
+                )
+        return await self.get_job(job_id), done is not None
+
+    async def fail_job(self, job_id: str, error: str) -> tuple[JobView, bool]:
+        async with self._transaction() as conn:
+            await lock_job(conn, job_id)
+            changed = await fail_job_locked(conn, job_id, error)
+        return await self.get_job(job_id), changed
+
+    async def cancel_job(self, job_id: str, reason: str) -> tuple[JobView, bool]:
+        """Cancels a queued or running job: its unfinished tasks are cancelled,
+        claims of them are refused and late outcomes rejected."""
+        async with self._transaction() as conn:
+            await lock_job(conn, job_id)
+            cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
+            changed = await cur.fetchone() is not None
+            if changed:
+                await conn.execute(Q.cancel_running_stages, {"job_id": job_id})
+                cancelled = await cancel_unfinished(conn, job_id)
+                await append_events(
+                    conn,
+                    [
+                        NewEvent(
+                            job_id,
+                            "job_cancelled",
+                            data={"reason": reason, "tasks_cancelled": cancelled},
+                        )
+                    ],
+                )
+        return await self.get_job(job_id), changed
+
+    async def redrive_job(self, job_id: str) -> tuple[JobView, int]:
+        """Re-runs a failed or cancelled job from the stage that stopped.
+
+        Only that stage's failed and cancelled tasks run again (with a fresh
+        retry budget); its completed tasks keep their results. A job stopped
+        between stages gets its "stage ready" message again.
+        """
+        requeued = 0
+        async with self._transaction() as conn:
+            job = await lock_job(conn, job_id)
+            if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise Conflict(
+                    f"job {job_id} is {job.status}: only failed or cancelled jobs can be resubmitted"
+                )
+            cur = conn.cursor(row_factory=class_row(StageRow))
+            await cur.execute(Q.first_stopped_stage, {"job_id": job_id})
+            stopped = await cur.fetchone()
+            stage = stopped.stage if stopped else job.stage
+            await conn.execute(Q.drop_later_tasks, {"job_id": job_id, "stage": stage})
+            await conn.execute(Q.drop_later_stages, {"job_id": job_id, "stage": stage})
+            await conn.execute(Q.reopen_job, {"job_id": job_id, "stage": stage})
+            messages = []
+            reopened: StageRow | None = None
+            if stopped is None:
+                # Stopped before the stage was planned: plan it again.
+                messages.append(self.outbox.stage_ready(job_id, job.job_type, stage))
+            else:
+                cur2 = await conn.execute(
+                    Q.requeue_stopped_tasks, {"job_id": job_id, "stage": stage}
+                )
+                rows = await cur2.fetchall()
+                requeued = len(rows)
+                messages += [self.outbox.task(t, job_id, tt, a) for t, tt, a in rows]
+                await cur.execute(Q.reopen_stage, {"job_id": job_id, "stage": stage})
+                reopened = await cur.fetchone()
+                assert reopened is not None
+            await self.outbox.write(conn, messages)
+            await append_events(
+                conn,
+                [NewEvent(job_id, "job_resubmitted", stage, data={"tasks_requeued": requeued})],
+            )
+            if reopened is not None and requeued == 0:
+                # Nothing to re-run (e.g. cancelled after its last task): advance.
+                job = await fetch_job(conn, job_id)
+                await evaluate_stage(conn, self.outbox, job, reopened, None)
+        self._poke_relay()
+        return await self.get_job(job_id), requeued
+
+    async def events_page(
+        self,
+        job_id: str,
+        after_seq: int,
+        limit: int,
+        job_level_only: bool = False,
+        end_only: bool = False,
+    ) -> EventsPage:
+        """Events after a sequence number; complete=True when the job is
+        terminal and nothing follows the last one returned, and then the job
+        as it ended comes along. end_only keeps only the events that end the
+        job; job_level_only leaves out the per-task ones.
+        """
+        limit = max(1, min(limit or 500, MAX_LIST_LIMIT))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                Q.events_page,
+                {
+                    "job_id": job_id,
+                    "after_seq": after_seq,
+                    "limit": limit,
+                    "job_level_only": job_level_only,
+                    "end_only": end_only,
+                    "end_events": list(JOB_END_EVENTS),
+                },
+            )
+            rows = await cur.fetchall()
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        events = [EventRow(*row[1:]) for row in rows if row[2] is not None]
+        # A short page read in the same snapshot as a terminal job is the end.
+        complete = JobStatus(rows[0][0]).is_terminal and len(events) < limit
+        # The job as it ended, for a waiter: read once, at the end of a stream.
+        ended = await self.get_job(job_id) if complete else None
+        return EventsPage(events, complete, ended)
+
+    # -- stages ----------------------------------------------------------------
+
+    async def create_stage_tasks(
+        self,
+        job_id: str,
+        stage: int,
+        total_tasks: int,
+        tasks: Sequence[NewTaskSpec],
+        policy: StagePolicy,
+    ) -> tuple[int, bool]:
+        """Inserts a chunk of a stage's tasks with their task messages.
+
+        Idempotent: a replayed "stage ready" message re-sends chunks whose
+        rows already exist, and they are skipped. Returns (created, completed):
+        a stage of zero tasks completes at once.
+        """
+        _check_task_indexes(total_tasks, tasks)
+        async with self._transaction() as conn:
+            job = await lock_job(conn, job_id)
+            if JobStatus(job.status).is_terminal:
+                return 0, False
+            if not 1 <= stage <= job.total_stages:
+                raise InvalidArgument(f"stage {stage} outside 1..{job.total_stages}", "stage")
+            events: list[NewEvent] = []
+            created = await self._create_stage_tasks_locked(
+                conn, job, stage, total_tasks, tasks, policy, events
+            )
+            await append_events(conn, events)
+        self._poke_relay()
+        return created.count, created.stage_completed
+
+    async def _create_stage_tasks_locked(
+        self,
+        conn: psycopg.AsyncConnection,
+        job: JobRow,
+        stage: int,
+        total_tasks: int,
+        tasks: Sequence[NewTaskSpec],
+        policy: StagePolicy,
+        events: list[NewEvent],
+    ) -> CreatedTasks:
+        """create_stage_tasks inside the caller's transaction, the job row
+        locked; its events go to `events` (the caller appends them)."""
+        job_id = job.job_id
+        stage_cur = conn.cursor(row_factory=class_row(StageRow))
+        await stage_cur.execute(
+            Q.insert_stage,
+            {
+                "job_id": job_id,
+                "stage": stage,
+                "task_count": total_tasks,
+                "max_attempts": policy.retry.max_attempts,
+                "backoff_base_ms": policy.retry.backoff_base_ms,
+                "backoff_max_ms": policy.retry.backoff_max_ms,
+                "max_failed_tasks": policy.max_failed_tasks,
+            },
+        )
+        inserted_stage = await stage_cur.fetchone()
+        view = None
+        if inserted_stage is not None:  # the first chunk
+            stage_row = inserted_stage
+            started: JobRow | None = job
+            if (job.status, job.stage) != (JobStatus.PROCESSING, stage):
+                job_cur = conn.cursor(row_factory=class_row(JobRow))
+                await job_cur.execute(Q.start_job_stage, {"job_id": job_id, "stage": stage})
+                started = await job_cur.fetchone()
+            if started is not None and stage == 1:
+                view = JobView(started, [stage_row])  # what create_job returns
+            events.append(
+                NewEvent(job_id, "stage_started", stage, data={"task_count": total_tasks})
+            )
+        else:
+            stage_row = await locked_stage(conn, job_id, stage)
+        if stage_row.task_count != total_tasks:
+            raise InvalidArgument(
+                f"stage {stage} has {stage_row.task_count} tasks, not {total_tasks}",
+                "total_tasks",
+            )
+        if stage_row.status != StageStatus.RUNNING:
+            return CreatedTasks(0, False, None)
+        created = 0
+        if tasks:
+            cur = await conn.execute(
+                Q.insert_tasks,
+                {
+                    "job_id": job_id,
+                    "job_type": job.job_type,
+                    "stage": stage,
+                    "tasks": records_with_raw(
+                        (
+                            (
+                                {
+                                    "task_id": task_id_for(job_id, stage, t.task_index),
+                                    "task_type": t.task_type,
+                                    "task_index": t.task_index,
+                                },
+                                t.parameters_json,
+                            )
+                            for t in tasks
+                        ),
+                        "parameters",
+                    ),
+                },
+            )
+            inserted = await cur.fetchall()
+            created = len(inserted)
+            await self.outbox.write(
+                conn,
+                [
+                    self.outbox.task(task_id, job_id, task_type, attempt)
+                    for task_id, task_type, attempt in inserted
+                ],
+            )
+        if total_tasks == 0:
+            # An empty stage completes at once (and the rows read above change).
+            completed = await evaluate_stage(conn, self.outbox, job, stage_row, None, events)
+            return CreatedTasks(created, completed, None)
+        return CreatedTasks(created, False, view)
+
+    async def advance_stage(self, job_id: str, stage: int) -> bool:
+        """Re-counts a stage from its task rows and advances it if all are terminal.
+
+        The repair path (janitor, operator): O(tasks of the stage), never on
+        the per-completion path.
+        """
+        async with self._transaction() as conn:
+            job = await lock_job(conn, job_id)
+            if JobStatus(job.status).is_terminal:
+                return False
+            stage_row = await locked_stage(conn, job_id, stage)
+            cur = await conn.execute(
+                "SELECT status::text, count(*) FROM coremachine.tasks"
+                " WHERE job_id = %s AND stage = %s GROUP BY status",
+                (job_id, stage),
+            )
+            counts = {status: n for status, n in await cur.fetchall()}
+            terminal = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+            cur = await conn.execute(
+                "UPDATE coremachine.job_stages SET remaining = %s, completed = %s, failed = %s,"
+                " cancelled = %s WHERE job_id = %s AND stage = %s RETURNING *",
+                (
+                    stage_row.task_count - terminal,
+                    counts.get("completed", 0),
+                    counts.get("failed", 0),
+                    counts.get("cancelled", 0),
+                    job_id,
+                    stage,
+                ),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            advanced = await evaluate_stage(conn, self.outbox, job, _stage_from(cur, row), None)
+        if advanced:
+            self._poke_relay()
+        return advanced
+
+    async def stage_results(
+        self, job_id: str, stage: int, check_job: bool = True
+    ) -> AsyncIterator[list[StageResult]]:
+        """Yields the stage's task results in chunks, ordered by task index
+        (NotFound for an unknown job, unless the caller checked already).
+
+        Keyset pages over the (job, stage, task_index) key: one round trip for
+        a small stage, bounded memory for a 100,000-task one.
+        """
+        after = -1
+        while True:
+            async with self.pool.connection() as conn:
+                if after < 0 and check_job:
+                    await fetch_job(conn, job_id)
+                cur = await conn.execute(
+                    Q.stage_results,
+                    {"job_id": job_id, "stage": stage, "after": after, "limit": RESULTS_CHUNK},
+                )
+                rows = await cur.fetchall()
+            if rows:
+                yield [StageResult(*row) for row in rows]
+            if len(rows) < RESULTS_CHUNK:
+                return
+            after = rows[-1][0]
+
+
+def _stage_from(cur: psycopg.AsyncCursor[Any], row: Any) -> StageRow:
+    names = [c.name for c in cur.description or []]
+    return StageRow(**dict(zip(names, row, strict=True)))
+
+
+def _parse_job_token(token: str) -> tuple[dt.datetime | None, str | None]:
+    if not token:
+        return None, None
+    try:
+        created, job_id = token.split("|", 1)
+        return dt.datetime.fromisoformat(created), job_id
+    except ValueError:
+        raise InvalidArgument("malformed page_token", "page_token") from None
+
+
+def _check_task_indexes(total_tasks: int, tasks: Sequence[NewTaskSpec]) -> None:
+    if total_tasks < 0:
+        raise InvalidArgument("total_tasks must be >= 0", "total_tasks")
+    for spec in tasks:
+        if not 0 <= spec.task_index < total_tasks:
+            raise InvalidArgument(
+                f"task_index {spec.task_index} outside 0..{total_tasks - 1}", "task_index"
+            )

@@ -1,0 +1,31 @@
+"""`python -m coremachine.services.worker`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from coremachine.services.worker.bootstrap import build
+from coremachine.services.worker.settings import WorkerSettings
+from coremachine.shared.grpc_server import serve_until_signalled
+from coremachine.shared.logging_setup import configure_logging
+
+
+async def serve(settings: WorkerSettings) -> None:
+    app = await build(settings)
+    # A longer grace than the consumer's: in-flight tasks finish first.
+    await serve_until_signalled(
+        app.server,
+        background=[app.consumer.run],
+        on_shutdown=app.close,
+        grace=settings.shutdown_grace_seconds + 5,
+    )
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging("worker", settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
