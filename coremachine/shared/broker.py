@@ -1,7 +1,7 @@
 """The broker port: named queues with Azure Service Bus semantics.
 
 Every adapter (PostgreSQL queue, Service Bus, in-memory) implements `Broker`
-and passes the same contract suite (tests/contract/test_broker_contract.py).
+and passes the same contract suite (tests/contract/broker_suite.py).
 
 Semantics, as on Service Bus:
 - peek-lock: `receive` locks messages for `lock_duration`; `complete` removes
