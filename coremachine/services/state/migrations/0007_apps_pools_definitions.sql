@@ -77,7 +77,8 @@ CREATE TABLE coremachine.workers (
 
 -- Claims also return the stage's policy: the worker applies the timeout and
 -- heartbeat timeout and fetches previous results as the job's definition
--- says, whatever version of the app the worker itself has loaded.
+-- says, whatever version of the app the worker itself has loaded. Each
+-- task_started event records the worker and queue of that attempt.
 DROP FUNCTION coremachine.claim_tasks(text, integer, jsonb);
 CREATE FUNCTION coremachine.claim_tasks(worker_id text, lease_seconds integer, claims jsonb)
 RETURNS TABLE (
@@ -117,7 +118,9 @@ BEGIN
         SELECT coremachine.append_events(
                    coalesce(jsonb_agg(jsonb_build_object(
                        'job_id', c.job_id, 'event_type', 'task_started', 'stage', c.stage,
-                       'task_id', c.task_id, 'data', jsonb_build_object('attempt', c.attempt))
+                       'task_id', c.task_id,
+                       'data', jsonb_build_object('attempt', c.attempt, 'worker_id',
+                                                  claim_tasks.worker_id, 'queue', c.queue))
                        ORDER BY c.job_id, c.task_index), '[]'),
                    '{}') AS jobs
         FROM claimed c
