@@ -12,5 +12,6 @@ def test_my_job_end_to_end():
 """
 
 from coremachine.testing._context import RecordingRuntime, task_context
+from coremachine.testing._stack import CoreMachineStack
 
-__all__ = ["RecordingRuntime", "task_context"]
+__all__ = ["CoreMachineStack", "RecordingRuntime", "task_context"]

@@ -322,7 +322,6 @@ class TaskConsumer:
 
     def _finish(self, entry: InFlight, outcome: TaskOutcome) -> None:
         entry.outcome = outcome
-        self.runtime.forget(entry.task_id)
         self._outcomes.put_nowait(entry)
 
     def _time_out(self, entry: InFlight, reason: str) -> None:
@@ -357,6 +356,12 @@ class TaskConsumer:
 
     async def _report(self, batch: list[InFlight]) -> None:
         outcomes = [e.outcome for e in batch if e.outcome is not None]
+        final = self.runtime.take_final({e.task_id: e.lease_token for e in batch})
+        if final:
+            try:
+                await self.state.report_progress(final)
+            except Exception as exc:  # informational: the outcome matters more
+                log.warning("reporting the last progress failed: %s", _short(exc))
         delay = 0.2
         while True:
             try:
@@ -411,6 +416,7 @@ class TaskConsumer:
 
     def _release_slots(self, batch: list[InFlight]) -> None:
         for entry in batch:
+            self.runtime.forget(entry.task_id)
             self.in_flight.discard(entry)
             if self._by_task.get(entry.task_id) is entry:
                 del self._by_task[entry.task_id]

@@ -56,6 +56,17 @@ class WorkerRuntime:
             self._heartbeats.pop(task_id, None)
             self._progress.pop(task_id, None)
 
+    def take_final(self, leases: dict[str, str]) -> list[ProgressReport]:
+        """The unsent reports of tasks about to be reported done (task id -> lease):
+        sent first, so a task that reports and finishes within a second still
+        leaves its last progress behind."""
+        with self._lock:
+            taken = {t: self._progress.pop(t) for t in leases if t in self._progress}
+        return [
+            ProgressReport(task_id, leases[task_id], current, total, message)
+            for task_id, (current, total, message) in taken.items()
+        ]
+
     def _take_reports(self) -> list[ProgressReport]:
         with self._lock:
             taken, self._progress = self._progress, {}
