@@ -105,6 +105,10 @@ class Broker(Protocol):
     async def dead_letter_count(self, queue: str) -> int:
         """Messages in the queue's dead-letter sub-queue (cheap: for health checks)."""
 
+    async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
+        """Which of these ids the queue holds no message for (live or dead-lettered),
+        or None when the broker cannot tell (Service Bus has no look-up by id)."""
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Dead-lettered messages of a queue, oldest first."""
 

@@ -28,6 +28,7 @@ from coremachine.app import JobType
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.planner import Planner, PlanningError
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
+from coremachine.shared.consuming import receive_or_stop
 from coremachine.shared.errors import InvalidArgument, NotFound
 from coremachine.shared.logging_setup import log_context
 from coremachine.shared.messages import FinalizeJob, StageReady, job_message_adapter
@@ -63,7 +64,9 @@ class JobsConsumer:
         backoff = 0.5
         while not stopping.is_set():
             try:
-                messages = await self.broker.receive(self.queue, self.batch_size, max_wait=1.0)
+                messages = await receive_or_stop(
+                    self.broker, self.queue, self.batch_size, 1.0, stopping
+                )
             except Exception:
                 log.exception("receiving from %s failed; retrying in %.1fs", self.queue, backoff)
                 await _wait(stopping, backoff)

@@ -99,6 +99,7 @@ async def build(settings: StateSettings) -> StateApp:
         relay,
         interval=settings.janitor_interval_seconds,
         stall_seconds=settings.stage_stall_seconds,
+        resend_seconds=settings.task_resend_seconds,
         job_deadline_seconds=settings.job_deadline_seconds,
     )
     feed = EventFeed(lambda: credentials.connect(autocommit=True))

@@ -283,6 +283,37 @@ WHERE s.status = 'running'
        WHERE t.job_id = s.job_id AND t.stage = s.stage) = s.task_count
 LIMIT %(limit)s;
 
+-- name: quiet_stages_with_queued_tasks
+-- Running stages of running jobs where nothing was counted for a while but
+-- some task still waits in the queue: maybe its message was lost.
+SELECT s.job_id, s.stage, s.queue FROM coremachine.job_stages s
+JOIN coremachine.jobs j ON j.job_id = s.job_id AND j.status = 'processing'
+WHERE s.status = 'running'
+  AND coalesce(s.last_counted_at, s.started_at) < now() - make_interval(secs => %(quiet_seconds)s)
+  AND EXISTS (SELECT 1 FROM coremachine.tasks t
+              WHERE t.job_id = s.job_id AND t.stage = s.stage AND t.status = 'queued')
+LIMIT %(limit)s;
+
+-- name: waiting_tasks_of_stage
+-- Its tasks queued for a while, not re-sent recently.
+SELECT task_id, task_type, attempt,
+       now() - greatest(updated_at, coalesce(resent_at, '-infinity')) AS waited
+FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'queued'
+  AND updated_at < now() - make_interval(secs => %(quiet_seconds)s)
+  AND (resent_at IS NULL OR resent_at < now() - make_interval(secs => %(resend_every)s))
+ORDER BY task_index
+LIMIT %(limit)s;
+
+-- name: outbox_message_ids
+-- Messages written but not yet relayed are not lost.
+SELECT message_id FROM coremachine.outbox WHERE message_id = ANY(%(message_ids)s::text[]);
+
+-- name: mark_resent
+UPDATE coremachine.tasks SET resent_at = now()
+WHERE task_id = ANY(%(task_ids)s::text[]) AND status = 'queued'
+RETURNING task_id;
+
 -- name: overdue_jobs
 SELECT job_id FROM coremachine.jobs
 WHERE status IN ('queued', 'processing')

@@ -82,6 +82,8 @@ class TaskRow:
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
     progress: dict[str, Any] | None
+    # When the janitor last re-sent its lost message.
+    resent_at: dt.datetime | None
     # From the task's stage (retry budget); listed with each task.
     max_attempts: int
 

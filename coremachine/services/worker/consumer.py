@@ -39,6 +39,7 @@ from coremachine.services.worker.previous_results import PreviousResults
 from coremachine.services.worker.runtime import WorkerRuntime
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
+from coremachine.shared.consuming import receive_or_stop
 from coremachine.shared.domain.tasks import ClaimResult, TaskClaim, TaskLease, TaskOutcome
 from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.logging_setup import log_context
@@ -137,8 +138,8 @@ class TaskConsumer:
                     await asyncio.wait_for(self._slot_free.wait(), 1.0)
                 continue
             try:
-                messages = await self.broker.receive(
-                    queue, min(free, self.receive_batch), max_wait=1.0
+                messages = await receive_or_stop(
+                    self.broker, queue, min(free, self.receive_batch), 1.0, stopping
                 )
             except Exception:
                 log.exception("receiving from %s failed; retrying in %.1fs", queue, backoff)

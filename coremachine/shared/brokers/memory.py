@@ -196,6 +196,10 @@ class MemoryBroker:
     async def dead_letter_count(self, queue: str) -> int:
         return sum(s.dead for s in self._queue(queue).values())
 
+    async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
+        present = {s.message.message_id for s in self._queue(queue).values()}
+        return set(message_ids) - present
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         dead = sorted((s for s in self._queue(queue).values() if s.dead), key=lambda s: s.seq)
         return [
