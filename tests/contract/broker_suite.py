@@ -153,3 +153,19 @@ class BrokerContract:
         later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
         await broker.send(queue, [msg(), msg(), msg(scheduled_at=later)])
         assert await broker.queue_depth(queue) == 3
+
+    async def test_queue_stats_count_messages_dead_letters_and_the_oldest_waiting(
+        self, broker, queue
+    ):
+        empty = await broker.queue_stats(queue)
+        assert (empty.depth, empty.dead_letters, empty.oldest_enqueued_at) == (0, 0, None)
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+        await broker.send(queue, [msg("first"), msg("second")])
+        [dead] = await receive_until(broker, queue, 1)
+        await broker.dead_letter(dead, "Test", "for the stats")
+        stats = await broker.queue_stats(queue)
+        assert (stats.depth, stats.dead_letters) == (1, 1)
+        assert stats.oldest_enqueued_at is not None
+        assert (
+            before <= stats.oldest_enqueued_at <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+        )

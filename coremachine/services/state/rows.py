@@ -30,6 +30,8 @@ class JobRow:
     definition: str
     # Why the job does not move (a parked message), if something holds it.
     waiting: str | None
+    # W3C traceparent of the job's trace (shared/tracing.py), if traced.
+    trace_context: str | None
 
 
 @dataclass(slots=True)
@@ -82,6 +84,8 @@ class TaskRow:
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
     progress: dict[str, Any] | None
+    # W3C traceparent of the task's last reported attempt, if traced.
+    trace_context: str | None
     # From the task's stage (retry budget); listed with each task.
     max_attempts: int
 
