@@ -165,7 +165,7 @@ class Diagnoser:
                 cur = await conn.execute(
                     Q.count_stage_tasks, {"job_id": job_id, "stage": job.stage}
                 )
-                counts = dict(await cur.fetchall())
+                counts: dict[str, int] = dict(await cur.fetchall())
                 current = DiagnosedStage(
                     stage=job.stage,
                     planned=True,
