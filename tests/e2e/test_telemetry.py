@@ -8,7 +8,10 @@ killed mid-task leaves a trace that goes on with the task's next attempt.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coremachine.stack.processes import SERVICES, Stack
+from coremachine_sdk import Client
 from tests.e2e.conftest import auth_headers, make_stack, wait_for_job
 from tests.telemetry.otlp_receiver import OtlpReceiver, Span
 
@@ -322,3 +326,45 @@ def test_the_trace_goes_on_after_a_worker_is_killed_mid_task(stack, http, receiv
     assert publish.kind == "producer" and publish.service == STATE
     sweeps = {s.span_id for s in receiver.snapshot() if s.name == "janitor sweep"}
     assert {span_id for _, span_id in publish.links} & sweeps
+
+
+def test_workers_and_why_a_job_waits_over_http_grpc_sdk_and_cli(stack, http):
+    """A worker that stops heartbeating shows as lost; a job whose queue no
+    live worker consumes says so, on every surface."""
+    stack.kill("worker")
+    try:
+        job_id = submit(http, n=2, tag="why")
+        deadline = time.monotonic() + 30
+        while True:
+            workers = http.get("/api/workers").raise_for_status().json()["workers"]
+            diagnosis = http.get(f"/api/jobs/{job_id}/diagnosis").raise_for_status().json()
+            codes = [r["code"] for r in diagnosis["reasons"]]
+            if {w["state"] for w in workers} == {"lost"} and "queue_unserved" in codes:
+                break
+            assert time.monotonic() < deadline, (workers, diagnosis)
+            time.sleep(0.2)
+        assert diagnosis["status"] == "processing"
+        assert diagnosis["current_stage"]["queued"] == 2
+        assert diagnosis["unserved_queues"] == [{"queue": "tasks", "stage": 1, "tasks_waiting": 2}]
+        assert "no live worker consumes" in diagnosis["summary"]
+
+        with Client(stack.grpc_address, api_key=stack.api_keys["reader"]) as client:
+            assert {w.state for w in client.workers()} == {"lost"}
+            why = client.diagnose(job_id)
+            assert "queue_unserved" in why.codes() and why.status.value == "processing"
+
+        env = {**os.environ, "COREMACHINE_ADDRESS": stack.grpc_address}
+        env["COREMACHINE_API_KEY"] = stack.api_keys["reader"]
+        run = [sys.executable, "-m", "coremachine_sdk"]
+        listed = subprocess.run([*run, "workers"], env=env, capture_output=True, text=True)
+        assert listed.returncode == 0 and "lost" in listed.stdout, listed
+        explained = subprocess.run([*run, "why", job_id], env=env, capture_output=True, text=True)
+        assert explained.returncode == 0, explained
+        assert (
+            "queue_unserved" in explained.stdout and "no live worker consumes" in explained.stdout
+        )
+    finally:
+        stack.restart("worker")
+    assert wait_for_job(http, job_id)["status"] == "completed"
+    diagnosis = http.get(f"/api/jobs/{job_id}/diagnosis").json()
+    assert [r["code"] for r in diagnosis["reasons"]] == ["terminal"]

@@ -143,7 +143,7 @@ async def build(settings: StateSettings) -> StateApp:
             feed,
             definitions,
             workers,
-            Diagnoser(pool, store, admin, workers, settings.janitor_interval_seconds),
+            Diagnoser(pool, store, broker, workers, settings.janitor_interval_seconds),
         ),
         "coremachine.state.v1.StateService",
     )

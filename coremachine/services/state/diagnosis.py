@@ -24,11 +24,12 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from coremachine.services.state.admin import Admin, ids_of
+from coremachine.services.state.admin import ids_of
 from coremachine.services.state.sql import Q
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import JobView
 from coremachine.services.state.workers_store import WorkerStore
+from coremachine.shared.broker import Broker
 from coremachine.shared.domain.statuses import JobStatus, StageStatus
 
 DEAD_LETTER_SCAN = 1000
@@ -141,13 +142,13 @@ class Diagnoser:
         self,
         pool: AsyncConnectionPool,
         store: StateStore,
-        admin: Admin,
+        broker: Broker,
         workers: WorkerStore,
         janitor_interval: float,
     ) -> None:
         self.pool = pool
         self.store = store
-        self.admin = admin
+        self.broker = broker
         self.workers = workers
         self.janitor_interval = janitor_interval
 
@@ -246,7 +247,7 @@ class Diagnoser:
         job_id = diagnosis.view.job.job_id
         queues = [self.store.outbox.jobs_queue, *sorted(task_queues)]
         for queue in dict.fromkeys(queues):
-            letters = await self.admin.broker.list_dead_letters(queue, DEAD_LETTER_SCAN)
+            letters = await self.broker.list_dead_letters(queue, DEAD_LETTER_SCAN)
             diagnosis.dead_letters_scanned = max(diagnosis.dead_letters_scanned, len(letters))
             for letter in letters:
                 letter_job, task_id = ids_of(letter)
