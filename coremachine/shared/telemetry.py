@@ -53,12 +53,14 @@ class Telemetry:
         metrics_host: str = "0.0.0.0",
         version: str = "",
         broker: str = "postgres",
+        instance: str = "",
     ) -> Telemetry:
         """Configures tracing from OTEL_* and starts serving /metrics (port 0: not served)."""
         if tracing.configure(
             service,
             version,
             messaging_system="servicebus" if broker == "servicebus" else "coremachine_pgqueue",
+            instance=instance,
         ):
             log.info("tracing on (OTEL_* exporter configured)")
         registry = new_registry(service, version)

@@ -77,6 +77,7 @@ def configure(
     env: Mapping[str, str] | None = None,
     *,
     messaging_system: str = "coremachine_pgqueue",
+    instance: str = "",
 ) -> bool:
     """Installs the SDK tracer provider when an exporter is configured; returns whether it did.
 
@@ -93,7 +94,10 @@ def configure(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.namespace": "coremachine", "service.version": version})
+    attributes = {"service.namespace": "coremachine", "service.version": version}
+    if instance:
+        attributes["service.instance.id"] = instance
+    resource = Resource.create(attributes)
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: f"coremachine-{service}"}))
     provider = TracerProvider(resource=resource)

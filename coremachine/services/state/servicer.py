@@ -95,9 +95,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self.feed = feed
         self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
         self.workers = workers or WorkerStore(store.pool)
-        self.diagnoser = diagnoser or Diagnoser(
-            store.pool, store, admin.broker, self.workers, 5.0
-        )
+        self.diagnoser = diagnoser or Diagnoser(store.pool, store, admin.broker, self.workers, 5.0)
 
     def _job(self, view: JobView) -> common_pb2.Job:
         return convert.job_to_proto(view, self.store.outbox.tasks_queue)

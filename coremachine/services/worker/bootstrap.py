@@ -64,6 +64,7 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         metrics_host=settings.metrics_host,
         version=coremachine_version(),
         broker=settings.broker,
+        instance=settings.worker_id,
     )
     state = GrpcStateClient(
         open_channel(

@@ -27,6 +27,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -200,13 +201,14 @@ class TaskConsumer:
             self.metrics.claim_latency.labels(queue).observe(time.perf_counter() - started)
         now = dt.datetime.now(dt.UTC)
         duplicates = []
+        started_tasks: Tally[tuple[str, ...]] = Tally()
         for (message, decoded), result in zip(runnable, results, strict=True):
             if result is None:
                 continue  # settled by _claim
             if result.task is not None:
                 task = result.task
-                self.metrics.started.labels(task.job_type, task.task_type, message.queue).inc()
-                self.metrics.queue_wait.labels(task.task_type, message.queue).observe(
+                started_tasks[(task.job_type, task.task_type, message.queue)] += 1
+                self.metrics.child(self.metrics.queue_wait, task.task_type, message.queue).observe(
                     max((now - message.enqueued_at).total_seconds(), 0.0)
                 )
                 self._start(InFlight(message, task))
@@ -220,6 +222,7 @@ class TaskConsumer:
                     result.reason,
                 )
                 duplicates.append(message)
+        self.metrics.add(self.metrics.started, started_tasks)
         await self._settle(self.broker.complete(duplicates))
 
     async def _claim(
@@ -300,10 +303,11 @@ class TaskConsumer:
         if not tracing.enabled():
             return contextlib.nullcontext(None)
         task, message = entry.task, entry.message
+        # Few attributes: each costs on every attempt (the worker's id is the
+        # resource's service.instance.id).
         attributes = {
             **tracing.messaging_attributes("process", message.queue),
             "messaging.message.id": message.message_id,
-            "messaging.message.delivery_count": message.delivery_count,
             "coremachine.job.id": task.job_id,
             "coremachine.job.type": task.job_type,
             "coremachine.task.id": task.task_id,
@@ -311,7 +315,6 @@ class TaskConsumer:
             "coremachine.task.index": task.task_index,
             "coremachine.task.attempt": task.attempt,
             "coremachine.stage": task.stage,
-            "coremachine.worker.id": self.worker_id,
         }
         if tracing.record_parameters():
             attributes["coremachine.task.parameters"] = task.parameters_json[:4096].decode(
@@ -326,7 +329,7 @@ class TaskConsumer:
 
     def _observe_attempt(self, entry: InFlight, span: Any, started: float) -> None:
         task, queue = entry.task, entry.message.queue
-        self.metrics.duration.labels(task.job_type, task.task_type, queue).observe(
+        self.metrics.child(self.metrics.duration, task.job_type, task.task_type, queue).observe(
             time.perf_counter() - started
         )
         if span is None or entry.outcome is None:
@@ -522,21 +525,26 @@ class TaskConsumer:
 
     def _count(self, batch: list[InFlight], acks: Sequence[OutcomeAck]) -> None:
         by_task = {e.task_id: e for e in batch}
-        counters = {
-            "completed": self.metrics.completed,
-            "failed": self.metrics.failed,
-            "retrying": self.metrics.retried,
+        tallies: dict[str, Tally[tuple[str, ...]]] = {
+            "completed": Tally(),
+            "failed": Tally(),
+            "retrying": Tally(),
+            "stale": Tally(),
         }
         for ack in acks:
             entry = by_task.get(ack.task_id)
             if entry is None:
                 continue
             queue = entry.message.queue
-            counter = counters.get(ack.task_status) if ack.accepted else None
-            if counter is not None:
-                counter.labels(entry.task.job_type, entry.task.task_type, queue).inc()
-            elif not ack.accepted:
-                self.metrics.stale.labels(queue).inc()
+            if not ack.accepted:
+                tallies["stale"][(queue,)] += 1
+            elif ack.task_status in tallies:
+                tallies[ack.task_status][(entry.task.job_type, entry.task.task_type, queue)] += 1
+        metrics = self.metrics
+        metrics.add(metrics.completed, tallies["completed"])
+        metrics.add(metrics.failed, tallies["failed"])
+        metrics.add(metrics.retried, tallies["retrying"])
+        metrics.add(metrics.stale, tallies["stale"])
 
     def _release_slots(self, batch: list[InFlight]) -> None:
         for entry in batch:

@@ -8,7 +8,9 @@ includes its backoff).
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -85,6 +87,21 @@ class WorkerMetrics:
             registry=registry,
         )
         self._registry = registry
+        # Labelled children by (instrument, labels): labels() costs more than
+        # the increment itself, and the label sets are few (bounded).
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, instrument: Any, *labels: str) -> Any:
+        key = (id(instrument), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = instrument.labels(*labels)
+        return found
+
+    def add(self, instrument: Any, tally: Tally[tuple[str, ...]]) -> None:
+        """Counts a batch: one increment per label set."""
+        for labels, count in tally.items():
+            self.child(instrument, *labels).inc(count)
 
     def watch_load(self, in_flight: Callable[[], int], concurrency: int) -> None:
         """Gauges read at scrape time: nothing to update on the hot path."""
