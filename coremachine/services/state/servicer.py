@@ -95,7 +95,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self.feed = feed
         self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
         self.workers = workers or WorkerStore(store.pool)
-        self.diagnoser = diagnoser or Diagnoser(store.pool, store, admin.broker, self.workers, 5.0)
+        self.diagnoser = diagnoser
 
     def _job(self, view: JobView) -> common_pb2.Job:
         return convert.job_to_proto(view, self.store.outbox.tasks_queue)
@@ -408,6 +408,10 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
     @map_errors
     async def DiagnoseJob(self, request, context):
+        if self.diagnoser is None:  # built by bootstrap; here for servicers built without one
+            self.diagnoser = Diagnoser(
+                self.store.pool, self.store, self.admin.broker, self.workers, 5.0
+            )
         diagnosis = await self.diagnoser.diagnose(_require(request.job_id, "job_id"))
         return state_pb2.DiagnoseJobResponse(
             diagnosis=convert.diagnosis_to_proto(diagnosis, self.store.outbox.tasks_queue)
