@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from coremachine.shared import tracing
 from coremachine.shared.grpc_metrics import GrpcServerMetrics
@@ -63,6 +63,9 @@ class Telemetry:
             instance=instance,
         ):
             log.info("tracing on (OTEL_* exporter configured)")
+        # No `<counter>_created` series: they double a scrape's size and dashboards use
+        # none (process-wide, like the metrics server itself).
+        disable_created_metrics()
         registry = new_registry(service, version)
         telemetry = cls(
             service,
