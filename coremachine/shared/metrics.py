@@ -19,7 +19,6 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    Counter,
     Gauge,
     start_http_server,
 )
@@ -139,7 +138,3 @@ def broker_pools(broker: object) -> list[tuple[str, Any]]:
     """The connection pools of a PostgreSQL-queue broker ([] for other brokers)."""
     pools = getattr(broker, "connection_pools", None)
     return list(pools()) if callable(pools) else []
-
-
-def counter(registry: CollectorRegistry, name: str, doc: str, labels: Iterable[str]) -> Counter:
-    return Counter(name, doc, list(labels), registry=registry)
