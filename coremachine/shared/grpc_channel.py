@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from coremachine.shared.grpc_server import CHANNEL_OPTIONS
@@ -17,10 +19,22 @@ _CLIENT_OPTIONS = [
 ]
 
 
-def open_channel(address: str, *, tls: TlsConfig | None = None) -> grpc.aio.Channel:
-    """A channel to another CoreMachine service: TLS (mTLS with a client cert) when `tls` is set."""
+def open_channel(
+    address: str,
+    *,
+    tls: TlsConfig | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """A channel to another CoreMachine service: TLS (mTLS with a client cert) when `tls` is set.
+
+    Interceptors: trace context propagation (shared/telemetry.py), when tracing is on.
+    """
+    chain = list(interceptors) or None
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
+        return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS, interceptors=chain)
     return grpc.aio.secure_channel(
-        address, tls.channel_credentials(), options=[*_CLIENT_OPTIONS, *tls.channel_options()]
+        address,
+        tls.channel_credentials(),
+        options=[*_CLIENT_OPTIONS, *tls.channel_options()],
+        interceptors=chain,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -38,9 +38,19 @@ class GrpcServer:
     when the config requires client certificates; without it, plaintext.
     """
 
-    def __init__(self, port: int, host: str = "0.0.0.0", *, tls: TlsConfig | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = "0.0.0.0",
+        *,
+        tls: TlsConfig | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self.tls = tls
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        # Interceptors: metrics and tracing (shared/telemetry.py).
+        self.server = grpc.aio.server(
+            options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]

@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from coremachine.shared.pg_urls import start_embedded
-from coremachine.stack.processes import Ports, Stack, data_dir
+from coremachine.stack.processes import SERVICES, Ports, Stack, data_dir
 
 console = Console(stderr=True)
 TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}
@@ -116,6 +116,7 @@ def main() -> int:
             f"[green]stack up[/green]: HTTP {stack.http_url} (OpenAPI {stack.http_url}/docs), "
             f"gRPC {stack.grpc_address}; logs in {stack.log_dir}"
         )
+        console.print("metrics: " + ", ".join(f"{s} {stack.metrics_url(s)}" for s in SERVICES))
         if args.command == "up":
             # Printed to stdout (the rest goes to stderr) so scripts can capture it.
             console.print("admin API key (send `Authorization: Bearer <key>`):")

@@ -68,10 +68,23 @@ class Ports:
     worker: int = 50063
     gateway_grpc: int = 50051
     gateway_http: int = 8080
+    # Prometheus /metrics of each service.
+    state_metrics: int = 9461
+    orchestrator_metrics: int = 9462
+    worker_metrics: int = 9463
+    gateway_metrics: int = 9460
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+        return cls(*(free_port() for _ in range(9)))
+
+    def metrics_of(self, service: str) -> int:
+        return {
+            "state": self.state_metrics,
+            "orchestrator": self.orchestrator_metrics,
+            "worker": self.worker_metrics,
+            "api_gateway": self.gateway_metrics,
+        }[service]
 
 
 @dataclass
@@ -93,6 +106,9 @@ class Stack:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway_http}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics_of(service)}/metrics"
 
     @property
     def grpc_address(self) -> str:
@@ -117,6 +133,10 @@ class Stack:
             "WORKER_GRPC_PORT": str(self.ports.worker),
             "GATEWAY_GRPC_PORT": str(self.ports.gateway_grpc),
             "GATEWAY_HTTP_PORT": str(self.ports.gateway_http),
+            "STATE_METRICS_PORT": str(self.ports.state_metrics),
+            "ORCHESTRATOR_METRICS_PORT": str(self.ports.orchestrator_metrics),
+            "WORKER_METRICS_PORT": str(self.ports.worker_metrics),
+            "GATEWAY_METRICS_PORT": str(self.ports.gateway_metrics),
             "STATE_ADDRESS": f"127.0.0.1:{self.ports.state}",
             "ORCHESTRATOR_ADDRESS": f"127.0.0.1:{self.ports.orchestrator}",
             "WORKER_ADDRESS": f"127.0.0.1:{self.ports.worker}",

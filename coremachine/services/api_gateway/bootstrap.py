@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 import uvicorn
 
@@ -16,12 +17,15 @@ from coremachine.services.api_gateway.auth import (
 )
 from coremachine.services.api_gateway.backends import Backends
 from coremachine.services.api_gateway.http_app import create_app
+from coremachine.services.api_gateway.metrics import GatewayMetrics
 from coremachine.services.api_gateway.params import ParameterLimits
 from coremachine.services.api_gateway.servicer import JobServicer
 from coremachine.services.api_gateway.settings import GatewaySettings
+from coremachine.shared import tracing
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
+from coremachine.shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class GatewayApp:
     http: uvicorn.Server
     backends: Backends
     secrets: SecretsProvider | None
+    telemetry: Telemetry
     # Set at shutdown: open event streams (SSE and WatchJob) end at once, so
     # clients resume elsewhere instead of holding the shutdown up.
     streams_stopping: asyncio.Event
@@ -77,16 +82,35 @@ class GatewayApp:
         await self.backends.close()
         if self.secrets is not None:
             await self.secrets.close()
+        self.telemetry.close()
+
+
+def _version() -> str:
+    try:
+        return version("coremachine")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 async def build(settings: GatewaySettings) -> GatewayApp:
+    telemetry = Telemetry.start(
+        "api_gateway",
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        version=_version(),
+        broker=settings.broker,
+    )
+    metrics = GatewayMetrics(telemetry.registry)
     authenticator, secrets = await open_authenticator(settings)
     backends = Backends.connect(
-        settings.state_address, settings.orchestrator_address, settings.worker_address
+        settings.state_address,
+        settings.orchestrator_address,
+        settings.worker_address,
+        telemetry.client_interceptors(),
     )
     limits = ParameterLimits(settings.max_parameter_bytes, settings.max_parameter_depth)
     streams_stopping = asyncio.Event()
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, interceptors=telemetry.server_interceptors())
     server.add(
         jobs_pb2_grpc.add_JobServiceServicer_to_server,
         JobServicer(
@@ -96,6 +120,7 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             max_list_limit=settings.max_list_limit,
             events_poll_seconds=settings.events_poll_seconds,
             stopping=streams_stopping,
+            metrics=metrics,
         ),
         "coremachine.jobs.v1.JobService",
     )
@@ -108,7 +133,13 @@ async def build(settings: GatewaySettings) -> GatewayApp:
         events_poll_seconds=settings.events_poll_seconds,
         queues=(settings.jobs_queue, settings.tasks_queue),
         stopping=streams_stopping,
+        metrics=metrics,
     )
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # Server spans per request (no bodies, no headers: parameters stay out).
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/api/health,/docs,/openapi.json")
     http = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -120,4 +151,4 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             timeout_graceful_shutdown=5,
         )
     )
-    return GatewayApp(server, http, backends, secrets, streams_stopping)
+    return GatewayApp(server, http, backends, secrets, telemetry, streams_stopping)

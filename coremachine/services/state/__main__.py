@@ -18,7 +18,9 @@ log = logging.getLogger("coremachine.services.state")
 async def serve(settings: StateSettings) -> None:
     app = await build(settings)
     await serve_until_signalled(
-        app.server, background=[app.relay.run, app.janitor.run, app.feed.run], on_shutdown=app.close
+        app.server,
+        background=[app.relay.run, app.janitor.run, app.feed.run, app.queue_gauges.run],
+        on_shutdown=app.close,
     )
 
 

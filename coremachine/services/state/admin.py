@@ -28,7 +28,7 @@ class DeadLetterView:
     task_id: str
 
 
-def _ids_of(letter: DeadLetter) -> tuple[str, str]:
+def ids_of(letter: DeadLetter) -> tuple[str, str]:
     """Job and task ids from the message properties, else from a decodable body."""
     job_id = str(letter.properties.get("job_id", ""))
     task_id = str(letter.properties.get("task_id", ""))
@@ -101,7 +101,7 @@ class Admin:
         letters = await self.broker.list_dead_letters(
             self._check_queue(queue), max(1, min(limit or 100, 1000))
         )
-        return [DeadLetterView(letter, *_ids_of(letter)) for letter in letters]
+        return [DeadLetterView(letter, *ids_of(letter)) for letter in letters]
 
     async def replay(self, queue: str, sequences: list[str]) -> int:
         return await self.broker.replay_dead_letters(
