@@ -6,7 +6,8 @@ Each sweep (recorded in janitor_runs):
 2. re-evaluates running stages whose tasks are all terminal but which did not
    advance (advance_stage is a CAS, so racing the normal path is harmless);
 3. relays outbox rows left behind;
-4. fails jobs past the configured deadline, naming the reason.
+4. fails jobs past the configured deadline, naming the reason;
+5. sends on tasks held for flow limits that a crash left waiting (flow.py).
 Only the holder of the `janitor` lease row sweeps, so replicas never both do.
 """
 
@@ -30,6 +31,9 @@ from coremachine.services.state.store_models import Outcome
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# A task sent on after a flow hold whose message has not come back to a claim
+# within this long is sent once more (a lost send, a dead-lettered copy).
+HELD_STALE_SECONDS = 60.0
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SweepReport:
     stages_advanced: int = 0
     outbox_relayed: int = 0
     jobs_timed_out: int = 0
+    holds_released: int = 0
     details: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -46,6 +51,7 @@ class SweepReport:
             "stages_advanced": self.stages_advanced,
             "outbox_relayed": self.outbox_relayed,
             "jobs_timed_out": self.jobs_timed_out,
+            "holds_released": self.holds_released,
             "details": self.details[:50],
         }
 
@@ -92,6 +98,7 @@ class Janitor:
             await self._advance_stalled(report)
             report.outbox_relayed = await self.relay.relay_once()
             await self._time_out_jobs(report)
+            report.holds_released = await self.store.sweep_holds(HELD_STALE_SECONDS)
         except Exception as exc:
             error = repr(exc)
             raise
@@ -156,7 +163,12 @@ class Janitor:
                 if await self.is_leader():
                     report = await self.sweep()
                     if any(
-                        (report.leases_reclaimed, report.stages_advanced, report.jobs_timed_out)
+                        (
+                            report.leases_reclaimed,
+                            report.stages_advanced,
+                            report.jobs_timed_out,
+                            report.holds_released,
+                        )
                     ):
                         log.info("janitor sweep", extra={"fields": report.as_dict()})
             except Exception:

@@ -20,15 +20,18 @@ from coremachine.services.state.event_feed import EventFeed, Level
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
     Claim,
+    JobStart,
     JobView,
     NewTaskSpec,
     Outcome,
+    RateLimitSpec,
     StagePolicy,
     StageTasks,
 )
 from coremachine.services.state.workers_store import WorkerStore
 from coremachine.shared.domain.jobs import JobTypeDefinition
 from coremachine.shared.domain.names import TASK_ID_PATTERN
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY, check_priority
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.tasks import ProgressReport, WorkerInfo
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
@@ -221,6 +224,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             else None,
             default_result=request.default_result,
             definition=request.definition,
+            start=_job_start(request),
         )
         return state_pb2.CreateJobResponse(job=self._job(view), created=created)
 
@@ -465,6 +469,21 @@ def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
     for name in ("task_timeout_ms", "heartbeat_timeout_ms"):
         if getattr(p, name) < 0:
             raise InvalidArgument(f"policy.{name} must be >= 0", f"policy.{name}")
+    concurrency = tuple((c.key, c.limit) for c in p.concurrency)
+    for key, limit in concurrency:
+        if not key or len(key) > 500 or limit < 1:
+            raise InvalidArgument(
+                "policy.concurrency: each key non-empty (at most 500 characters), limit >= 1",
+                "policy.concurrency",
+            )
+    rate = None
+    if p.HasField("rate_limit"):
+        r = p.rate_limit
+        if not r.name or not r.per_second > 0 or r.burst < 1:
+            raise InvalidArgument(
+                "policy.rate_limit: a name, per_second > 0 and burst >= 1", "policy.rate_limit"
+            )
+        rate = RateLimitSpec(r.name, r.per_second, r.burst)
     return StagePolicy(
         retry,
         p.max_failed_tasks,
@@ -472,6 +491,26 @@ def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
         task_timeout_ms=p.task_timeout_ms,
         heartbeat_timeout_ms=p.heartbeat_timeout_ms,
         previous_results=p.previous_results,
+        concurrency=concurrency,
+        rate_limit=rate,
+    )
+
+
+def _job_start(request: state_pb2.CreateJobRequest) -> JobStart:
+    priority = request.priority if request.HasField("priority") else DEFAULT_PRIORITY
+    try:
+        check_priority(priority)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), "priority") from None
+    if request.max_running < 0:
+        raise InvalidArgument("max_running must be >= 0 (0: no limit)", "max_running")
+    return JobStart(
+        priority=priority,
+        not_before=request.not_before.ToDatetime(tzinfo=dt.UTC)
+        if request.HasField("not_before")
+        else None,
+        max_running=request.max_running or None,
+        flow_limited=request.flow_limited,
     )
 
 

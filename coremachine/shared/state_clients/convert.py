@@ -63,6 +63,8 @@ def job_from_proto(job: common_pb2.Job) -> Job:
         stage_summaries=_loads(job.stage_results_json) or {},
         definition=job.definition,
         waiting=job.waiting,
+        priority=job.priority,
+        not_before=_time(job.not_before, job.HasField("not_before")),
         created_at=_time(job.created_at, job.HasField("created_at")),
         updated_at=_time(job.updated_at, job.HasField("updated_at")),
         completed_at=_time(job.completed_at, job.HasField("completed_at")),
@@ -80,6 +82,14 @@ def policy_to_proto(plan: StagePlan) -> state_pb2.StagePolicy:
         task_timeout_ms=policy.task_timeout_ms,
         heartbeat_timeout_ms=policy.heartbeat_timeout_ms,
         previous_results=policy.previous_results,
+        concurrency=[state_pb2.ConcurrencyLimit(key=k, limit=n) for k, n in policy.concurrency],
+        rate_limit=state_pb2.RateLimit(
+            name=policy.rate_limit.name,
+            per_second=policy.rate_limit.per_second,
+            burst=policy.rate_limit.burst,
+        )
+        if policy.rate_limit
+        else None,
     )
 
 
@@ -110,6 +120,10 @@ def new_job_to_proto(job: NewJob) -> state_pb2.CreateJobRequest:
         first_stage=stage_tasks_to_proto(job.first_stage) if job.first_stage else None,
         default_result=job.default_result,
         definition=job.definition,
+        priority=job.priority,
+        not_before=_timestamp(job.not_before),
+        max_running=job.max_running or 0,
+        flow_limited=job.flow_limited,
     )
 
 
@@ -228,4 +242,6 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         stage_results_json=_json(job.stage_summaries),
         definition=job.definition,
         waiting=job.waiting,
+        priority=job.priority,
+        not_before=_timestamp(job.not_before),
     )

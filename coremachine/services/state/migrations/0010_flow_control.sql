@@ -22,6 +22,10 @@ CREATE INDEX jobs_running_by_type_idx ON coremachine.jobs (job_type)
 CREATE INDEX jobs_waiting_for_slot_idx ON coremachine.jobs (job_type, created_at)
     WHERE held = 'job_slot';
 
+-- Messages keep their job's priority through the outbox too.
+ALTER TABLE coremachine.outbox
+    ADD COLUMN priority smallint NOT NULL DEFAULT 5 CHECK (priority BETWEEN 0 AND 9);
+
 -- One row per job type with a running limit: locked by whoever starts or ends
 -- such a job, so that two replicas cannot both take the last slot.
 CREATE TABLE coremachine.job_type_slots (
