@@ -587,3 +587,105 @@ FROM overdue o, coremachine.job_stages s, coremachine.jobs j
 WHERE t.task_id = o.task_id AND s.job_id = t.job_id AND s.stage = t.stage
   AND j.job_id = t.job_id
 RETURNING t.task_id, t.job_id, t.task_type, t.attempt, coalesce(s.queue, ''), j.priority;
+
+-- Schedules (migration 0011; services/state/schedules_store.py) ----------------
+-- Lock order: schedules rows, then jobs rows (a claim may cancel a previous run).
+
+-- name: insert_schedule
+INSERT INTO coremachine.schedules
+    (name, job_type, parameters, priority, cron, timezone, interval_seconds, catch_up,
+     catch_up_limit, grace_seconds, overlap, paused, description, anchor_at, next_fire_at)
+VALUES (%(name)s, %(job_type)s, %(parameters)s, %(priority)s, %(cron)s, %(timezone)s,
+        %(interval_seconds)s, %(catch_up)s, %(catch_up_limit)s, %(grace_seconds)s,
+        %(overlap)s, %(paused)s, %(description)s, %(anchor_at)s, %(next_fire_at)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: get_schedule
+SELECT * FROM coremachine.schedules WHERE name = %(name)s;
+
+-- name: lock_schedule
+SELECT * FROM coremachine.schedules WHERE name = %(name)s FOR UPDATE;
+
+-- name: list_schedules
+SELECT * FROM coremachine.schedules
+WHERE (%(after)s::text IS NULL OR name > %(after)s)
+ORDER BY name LIMIT %(limit)s;
+
+-- name: set_schedule_paused
+UPDATE coremachine.schedules
+SET paused = %(paused)s, next_fire_at = coalesce(%(next_fire_at)s, next_fire_at),
+    updated_at = now()
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM coremachine.schedules WHERE name = %(name)s RETURNING name;
+
+-- name: lock_due_schedules
+-- Each due schedule to one claimer at a time, whatever the replicas.
+SELECT * FROM coremachine.schedules
+WHERE NOT paused AND next_fire_at <= now() AND job_type = ANY(%(job_types)s::text[])
+ORDER BY next_fire_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: advance_schedule
+UPDATE coremachine.schedules SET next_fire_at = %(next_fire_at)s, updated_at = now()
+WHERE name = %(name)s;
+
+-- name: previous_run
+-- The schedule's latest run that may still be going, with its job's status.
+SELECT f.tick_at, f.outcome, f.job_id, j.status::text
+FROM coremachine.schedule_firings f
+LEFT JOIN coremachine.jobs j ON j.job_id = f.job_id
+WHERE f.schedule = %(name)s AND f.outcome IN ('pending', 'submitted')
+ORDER BY f.tick_at DESC LIMIT 1;
+
+-- name: insert_firings
+INSERT INTO coremachine.schedule_firings
+    (schedule, tick_at, kind, outcome, job_id, detail, missed_count, missed_until, claimed_by,
+     claimed_until)
+SELECT f.schedule, f.tick_at, f.kind, f.outcome, f.job_id, coalesce(f.detail, ''),
+       f.missed_count, f.missed_until, f.claimed_by,
+       CASE WHEN f.outcome = 'pending'
+            THEN now() + make_interval(secs => %(lease_seconds)s) END
+FROM jsonb_to_recordset(%(firings)s::jsonb)
+     AS f(schedule text, tick_at timestamptz, kind text, outcome text, job_id text,
+          detail text, missed_count int, missed_until timestamptz, claimed_by text)
+ON CONFLICT (schedule, tick_at) DO NOTHING
+RETURNING *;
+
+-- name: reclaim_firings
+-- Firings claimed by an orchestrator that did not record them in time
+-- (it stopped): handed out again (same job id, so submitting twice is one job).
+WITH stale AS (
+    SELECT f.schedule, f.tick_at FROM coremachine.schedule_firings f
+    JOIN coremachine.schedules s ON s.name = f.schedule
+    WHERE f.outcome = 'pending' AND f.claimed_until < now()
+      AND s.job_type = ANY(%(job_types)s::text[])
+    ORDER BY f.claimed_until
+    LIMIT %(limit)s
+    FOR UPDATE OF f SKIP LOCKED
+)
+UPDATE coremachine.schedule_firings f
+SET claimed_by = %(claimed_by)s,
+    claimed_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+FROM stale
+WHERE f.schedule = stale.schedule AND f.tick_at = stale.tick_at
+RETURNING f.*;
+
+-- name: record_firing
+UPDATE coremachine.schedule_firings
+SET outcome = %(outcome)s, job_id = coalesce(%(job_id)s, job_id), detail = %(detail)s,
+    claimed_until = NULL, updated_at = now()
+WHERE schedule = %(schedule)s AND tick_at = %(tick_at)s AND outcome = 'pending'
+RETURNING schedule;
+
+-- name: list_firings
+SELECT * FROM coremachine.schedule_firings WHERE schedule = %(name)s
+ORDER BY tick_at DESC LIMIT %(limit)s;
+
+-- name: next_schedule_due
+SELECT min(next_fire_at) FROM coremachine.schedules
+WHERE NOT paused AND job_type = ANY(%(job_types)s::text[]);

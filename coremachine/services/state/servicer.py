@@ -17,6 +17,7 @@ from coremachine.services.state import convert
 from coremachine.services.state.admin import Admin
 from coremachine.services.state.definitions_store import DefinitionStore
 from coremachine.services.state.event_feed import EventFeed, Level
+from coremachine.services.state.schedules_store import ScheduleStore
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
     Claim,
@@ -36,6 +37,11 @@ from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.tasks import ProgressReport, WorkerInfo
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
 from coremachine.shared.grpc_errors import map_errors, status_for
+from coremachine.shared.state_clients.convert import (
+    firing_to_proto,
+    schedule_from_proto,
+    schedule_to_proto,
+)
 from coremachine.shared.status_codes import job_status_from_proto, task_status_from_proto
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 
@@ -76,6 +82,12 @@ def _json_or_empty(data: bytes, field: str) -> object:
         raise InvalidArgument(f"{field} is not valid JSON: {exc}", field) from None
 
 
+def _lease(seconds: int) -> int:
+    if not 0 <= seconds <= MAX_LEASE_SECONDS:
+        raise InvalidArgument(f"lease_seconds must be 0..{MAX_LEASE_SECONDS}", "lease_seconds")
+    return seconds or 30
+
+
 def _require(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(f"{field} is required", field)
@@ -90,12 +102,14 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         feed: EventFeed | None = None,
         definitions: DefinitionStore | None = None,
         workers: WorkerStore | None = None,
+        schedules: ScheduleStore | None = None,
     ) -> None:
         self.store = store
         self.admin = admin
         self.feed = feed
         self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
         self.workers = workers or WorkerStore(store.pool)
+        self.schedules = schedules or ScheduleStore(store.pool, store)
 
     def _job(self, view: JobView) -> common_pb2.Job:
         return convert.job_to_proto(view, self.store.outbox.tasks_queue)
@@ -405,6 +419,79 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             raise InvalidArgument("include_gone_seconds must be >= 0", "include_gone_seconds")
         workers = await self.workers.list(request.include_gone_seconds)
         return state_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
+
+    # -- schedules ---------------------------------------------------------------
+
+    @map_errors
+    async def CreateSchedule(self, request, context):
+        created = await self.schedules.create(schedule_from_proto(request.schedule))
+        return state_pb2.CreateScheduleResponse(schedule=schedule_to_proto(created))
+
+    @map_errors
+    async def GetSchedule(self, request, context):
+        found = await self.schedules.get(_require(request.name, "name"))
+        return state_pb2.GetScheduleResponse(schedule=schedule_to_proto(found))
+
+    @map_errors
+    async def ListSchedules(self, request, context):
+        if request.limit < 0:
+            raise InvalidArgument("limit must be >= 0", "limit")
+        found, token = await self.schedules.list(request.limit, request.page_token)
+        return state_pb2.ListSchedulesResponse(
+            schedules=[schedule_to_proto(x) for x in found], next_page_token=token
+        )
+
+    @map_errors
+    async def SetSchedulePaused(self, request, context):
+        updated = await self.schedules.set_paused(_require(request.name, "name"), request.paused)
+        return state_pb2.SetSchedulePausedResponse(schedule=schedule_to_proto(updated))
+
+    @map_errors
+    async def DeleteSchedule(self, request, context):
+        deleted = await self.schedules.delete(_require(request.name, "name"))
+        return state_pb2.DeleteScheduleResponse(deleted=deleted)
+
+    @map_errors
+    async def TriggerSchedule(self, request, context):
+        firing = await self.schedules.trigger(
+            _require(request.name, "name"),
+            _require(request.orchestrator_id, "orchestrator_id"),
+            _lease(request.lease_seconds),
+        )
+        return state_pb2.TriggerScheduleResponse(firing=firing_to_proto(firing))
+
+    @map_errors
+    async def ClaimDueFirings(self, request, context):
+        firings, wait = await self.schedules.claim_due(
+            _require(request.orchestrator_id, "orchestrator_id"),
+            list(request.job_types),
+            request.limit,
+            _lease(request.lease_seconds),
+        )
+        return state_pb2.ClaimDueFiringsResponse(
+            firings=[firing_to_proto(f) for f in firings],
+            next_due_in_ms=max(int((wait or 0) * 1000), 1) if wait is not None else 0,
+        )
+
+    @map_errors
+    async def RecordFiring(self, request, context):
+        if not request.HasField("tick_at"):
+            raise InvalidArgument("tick_at is required", "tick_at")
+        recorded = await self.schedules.record(
+            _require(request.schedule, "schedule"),
+            request.tick_at.ToDatetime(tzinfo=dt.UTC),
+            request.outcome,
+            request.job_id,
+            request.detail,
+        )
+        return state_pb2.RecordFiringResponse(recorded=recorded)
+
+    @map_errors
+    async def ListFirings(self, request, context):
+        if request.limit < 0:
+            raise InvalidArgument("limit must be >= 0", "limit")
+        firings = await self.schedules.firings(_require(request.name, "name"), request.limit)
+        return state_pb2.ListFiringsResponse(firings=[firing_to_proto(f) for f in firings])
 
     @map_errors
     async def ReleaseTasks(self, request, context):

@@ -263,12 +263,12 @@ class StateStore(TaskStore):
         claims of them are refused and late outcomes rejected."""
         async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
-            changed = await self._cancel_locked(conn, job, reason)
+            changed = await self.cancel_locked(conn, job, reason)
         if changed:
             self._poke_relay()
         return await self.get_job(job_id), changed
 
-    async def _cancel_locked(self, conn: psycopg.AsyncConnection, job: JobRow, reason: str) -> bool:
+    async def cancel_locked(self, conn: psycopg.AsyncConnection, job: JobRow, reason: str) -> bool:
         """cancel_job inside the caller's transaction, the job row locked."""
         job_id = job.job_id
         cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
