@@ -122,7 +122,9 @@ class App:
         except TypeError as exc:
             raise AppError(f"app {self.name}: task type {task_name!r}: {exc}") from None
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise AppError(f"app {self.name}: task type {task_name!r}: rate_limit must be a RateLimit")
+            raise AppError(
+                f"app {self.name}: task type {task_name!r}: rate_limit must be a RateLimit"
+            )
         task_type = TaskType(
             task_name, handler, _queue(queue, task_name), self.name, with_context, rate_limit
         )

@@ -40,9 +40,13 @@ class ConcurrencyKey:
             try:
                 list(string.Formatter().parse(self.key))
             except ValueError as exc:
-                raise AppError(f"ConcurrencyKey {self.key!r}: not a valid template: {exc}") from None
+                raise AppError(
+                    f"ConcurrencyKey {self.key!r}: not a valid template: {exc}"
+                ) from None
         elif not callable(self.key):
-            raise AppError(f"ConcurrencyKey: key must be a template or a function, not {self.key!r}")
+            raise AppError(
+                f"ConcurrencyKey: key must be a template or a function, not {self.key!r}"
+            )
 
     def fields(self) -> list[str]:
         """The job parameters a template names (their first component)."""

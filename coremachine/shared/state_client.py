@@ -116,9 +116,7 @@ class StateClient(Protocol):
     async def create_schedule(self, schedule: Schedule) -> Schedule:
         """Creates a schedule whose job type and parameters the caller validated."""
 
-    async def trigger_schedule(
-        self, name: str, orchestrator_id: str, lease_seconds: int
-    ) -> Firing:
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
         """A firing now (pending, claimed by the caller), to submit and record."""
 
     async def claim_due_firings(

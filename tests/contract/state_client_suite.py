@@ -13,6 +13,7 @@ import secrets
 
 import pytest
 
+from coremachine.shared.domain.ids import scheduled_job_id
 from coremachine.shared.domain.jobs import (
     JobTypeDefinition,
     NewJob,
@@ -20,7 +21,6 @@ from coremachine.shared.domain.jobs import (
     StagePlan,
     StagePolicy,
 )
-from coremachine.shared.domain.ids import scheduled_job_id
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.schedules import Schedule
 from coremachine.shared.domain.statuses import JobStatus, StageStatus, TaskStatus
@@ -287,7 +287,9 @@ class StateClientContract:
         )
         assert schedule.next_fire_at is not None and schedule.uid
         with pytest.raises(Conflict):
-            await client.create_schedule(Schedule(name="every-second", job_type="contract", cron="* * * * * *"))
+            await client.create_schedule(
+                Schedule(name="every-second", job_type="contract", cron="* * * * * *")
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while True:

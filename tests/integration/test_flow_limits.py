@@ -72,7 +72,9 @@ async def running_with_key(conn: psycopg.AsyncConnection, key: str) -> int:
 
 
 async def job_status(conn: psycopg.AsyncConnection, job_id: str) -> str:
-    cur = await conn.execute("SELECT status::text FROM coremachine.jobs WHERE job_id = %s", (job_id,))
+    cur = await conn.execute(
+        "SELECT status::text FROM coremachine.jobs WHERE job_id = %s", (job_id,)
+    )
     row = await cur.fetchone()
     assert row is not None
     return str(row[0])
@@ -141,12 +143,18 @@ async def test_a_key_limit_holds_across_concurrent_claimers_and_every_task_runs(
         assert peak <= 3
 
     await run_workers(
-        store, db_url, [a, b], workers=8, batch=16, work_seconds=0.01, deadline=60, on_claimed=sample
+        store,
+        db_url,
+        [a, b],
+        workers=8,
+        batch=16,
+        work_seconds=0.01,
+        deadline=60,
+        on_claimed=sample,
     )
     assert peak == 3
     cur = await pg_conn.execute(
-        "SELECT count(*) FROM coremachine.tasks WHERE held_for IS NOT NULL"
-        " OR status <> 'completed'"
+        "SELECT count(*) FROM coremachine.tasks WHERE held_for IS NOT NULL OR status <> 'completed'"
     )
     assert (await cur.fetchone())[0] == 0
 
@@ -164,7 +172,9 @@ async def test_keys_are_independent_and_a_held_task_says_what_it_waits_for(
     assert sum(o.task is not None for o in by_job[a]) == 1
     assert sum(o.task is not None for o in by_job[b]) == 2
     held = [o for o in by_job[a] if o.task is None]
-    assert [o.reason for o in held] == ["held: 1 task wait for concurrency key 'tenant:a' (at its limit)"] * 2
+    assert [o.reason for o in held] == [
+        "held: 1 task wait for concurrency key 'tenant:a' (at its limit)"
+    ] * 2
     view = await store.get_job(a)
     assert "2 tasks wait for concurrency key 'tenant:a'" in view.waiting
     # A held task has no message anywhere until a slot frees; then exactly one
@@ -201,9 +211,7 @@ async def test_at_most_max_running_jobs_of_a_type_run_and_the_next_starts_when_o
     ids = []
     for i in range(4):
         job_id = new_job_id()
-        view, _ = await store.create_job(
-            job_id, "limited", {"i": i}, 1, {}, start=JobStart(max_running=2)
-        )
+        await store.create_job(job_id, "limited", {"i": i}, 1, {}, start=JobStart(max_running=2))
         ids.append(job_id)
     held = [(await store.get_job(j)).job.held for j in ids]
     assert held == [None, None, "job_slot", "job_slot"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from coremachine.app import AggregateContext, JobType, PlanContext, PreviousResult, Stage
+from coremachine.app._jobs import effective_rate_limit
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.claim_check import StagePayloads
-from coremachine.app._jobs import effective_rate_limit
 from coremachine.shared.domain.jobs import Job, NewTask, RateLimitPolicy, StagePlan, StagePolicy
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.statuses import JobStatus

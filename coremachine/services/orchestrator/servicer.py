@@ -1,60 +1,80 @@
-"""The OrchestratorService gRPC edge: submit, job types, rebase."""
+"""The OrchestratorService gRPC edge: submit, job types, rebase, schedules."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
-from typing import Any
-
-from pydantic import ValidationError
 
 from coremachine.app import JobType
 from coremachine.app._registry import Registry
 from coremachine.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from coremachine.services.orchestrator.parameters import validate_parameters
 from coremachine.services.orchestrator.planner import Planner
-from coremachine.shared.domain.ids import canonical_json, job_id_for
-from coremachine.shared.domain.jobs import NewJob
+from coremachine.services.orchestrator.scheduler import Scheduler
+from coremachine.services.orchestrator.submission import Submitter
 from coremachine.shared.errors import Conflict, InvalidArgument
 from coremachine.shared.grpc_errors import map_errors
 from coremachine.shared.state_client import StateClient
-from coremachine.shared.state_clients.convert import job_to_proto
+from coremachine.shared.state_clients.convert import (
+    firing_to_proto,
+    job_to_proto,
+    schedule_from_proto,
+    schedule_to_proto,
+)
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, registry: Registry, state: StateClient, planner: Planner) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        state: StateClient,
+        planner: Planner,
+        scheduler: Scheduler | None = None,
+    ) -> None:
         self.registry = registry
         self.state = state
         self.planner = planner
+        self.submitter = Submitter(registry, state, planner)
+        self.scheduler = scheduler
 
     def _job_type(self, name: str) -> JobType:
-        job_type = self.registry.job_type(name)
-        if job_type is None:
-            raise InvalidArgument(
-                f"unknown job type {name!r}; known types: {', '.join(self.registry.names())}",
-                "job_type",
-            )
-        return job_type
+        return self.submitter.job_type(name)
 
     @map_errors
     async def SubmitJob(self, request, context):
-        job_type = self._job_type(request.job_type)
-        parameters = validate_parameters(job_type, request.parameters_json)
-        job_id = job_id_for(job_type.name, parameters)
-        job, created = await self.state.create_job(
-            NewJob(
-                job_id=job_id,
-                job_type=job_type.name,
-                # The canonical text: what the id was derived from, stored as is.
-                parameters_json=canonical_json(parameters).encode(),
-                total_stages=len(job_type.stages),
-                definition=self.registry.fingerprint(job_type.name),
-                description=job_type.description,
-                # Planned here, stage 1 starts with the job: no queue round trip.
-                first_stage=await self.planner.plan_first_stage(job_id, job_type, parameters),
-                # Without an aggregator the state service finishes the job itself.
-                default_result=job_type.aggregate is None,
-            )
+        job, created = await self.submitter.submit(
+            request.job_type,
+            request.parameters_json,
+            priority=request.priority if request.HasField("priority") else None,
+            not_before=request.not_before.ToDatetime(tzinfo=dt.UTC)
+            if request.HasField("not_before")
+            else None,
         )
         return orchestrator_pb2.SubmitJobResponse(job=job_to_proto(job), created=created)
+
+    @map_errors
+    async def CreateSchedule(self, request, context):
+        """The job type and parameters are checked here, as at submit; the
+        state service checks the timing and stores it."""
+        schedule = schedule_from_proto(request.schedule)
+        job_type = self._job_type(schedule.job_type)
+        parameters = validate_parameters(job_type, json.dumps(schedule.parameters).encode())
+        created = await self.state.create_schedule(
+            dataclasses.replace(schedule, parameters=parameters)
+        )
+        return orchestrator_pb2.CreateScheduleResponse(schedule=schedule_to_proto(created))
+
+    @map_errors
+    async def TriggerSchedule(self, request, context):
+        if not request.name:
+            raise InvalidArgument("name is required", "name")
+        if self.scheduler is None:
+            raise InvalidArgument("this orchestrator runs no scheduler", "name")
+        firing, job = await self.scheduler.trigger(request.name)
+        return orchestrator_pb2.TriggerScheduleResponse(
+            firing=firing_to_proto(firing), job=job_to_proto(job) if job else None
+        )
 
     @map_errors
     async def ListJobTypes(self, request, context):

@@ -54,8 +54,7 @@ def start_time_reason(not_before: dt.datetime) -> str:
 
 def job_slot_reason(job_type: str, max_running: int) -> str:
     return (
-        f"waits for a running slot: at most {max_running} job(s) of type {job_type!r}"
-        " run at once"
+        f"waits for a running slot: at most {max_running} job(s) of type {job_type!r} run at once"
     )
 
 
@@ -117,7 +116,9 @@ async def sweep_holds(conn: psycopg.AsyncConnection, outbox: Outbox, stale_secon
     tasks whose message has not come back for stale_seconds."""
     cur = await conn.execute(Q.keys_with_waiting_tasks)
     released = await release_keys(conn, outbox, [row[0] for row in await cur.fetchall()])
-    cur = await conn.execute(Q.resend_overdue_releases, {"stale_seconds": stale_seconds, "limit": 500})
+    cur = await conn.execute(
+        Q.resend_overdue_releases, {"stale_seconds": stale_seconds, "limit": 500}
+    )
     overdue = await cur.fetchall()
     await outbox.write(
         conn,
@@ -155,9 +156,9 @@ async def start_or_hold(
             reason = job_slot_reason(job.job_type, job.max_running)
             return await _hold(conn, job, JOB_SLOT, reason, events)
     if job.held is not None:
-        cur = conn.cursor(row_factory=class_row(JobRow))
-        await cur.execute(Q.start_held_jobs, {"job_ids": [job.job_id]})
-        started = await cur.fetchone()
+        job_cur = conn.cursor(row_factory=class_row(JobRow))
+        await job_cur.execute(Q.start_held_jobs, {"job_ids": [job.job_id]})
+        started = await job_cur.fetchone()
         assert started is not None
         events.append(NewEvent(job.job_id, "job_resumed", data={"was": job.held}))
         return started

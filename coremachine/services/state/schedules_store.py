@@ -143,7 +143,7 @@ class ScheduleStore:
             raise NotFound(f"schedule {name!r} not found")
         return _schedule(row)
 
-    async def list(self, limit: int, page_token: str) -> tuple[list[Schedule], str]:
+    async def list_schedules(self, limit: int, page_token: str) -> tuple[list[Schedule], str]:
         limit = max(1, min(limit or 100, MAX_LIST))
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
@@ -294,9 +294,7 @@ class ScheduleStore:
         if previous is None:
             return ""
         _tick, outcome, job_id, status = previous
-        running = outcome == "pending" or (
-            status is not None and not JobStatus(status).is_terminal
-        )
+        running = outcome == "pending" or (status is not None and not JobStatus(status).is_terminal)
         if not running:
             return ""
         if schedule.overlap == "skip":

@@ -436,7 +436,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     async def ListSchedules(self, request, context):
         if request.limit < 0:
             raise InvalidArgument("limit must be >= 0", "limit")
-        found, token = await self.schedules.list(request.limit, request.page_token)
+        found, token = await self.schedules.list_schedules(request.limit, request.page_token)
         return state_pb2.ListSchedulesResponse(
             schedules=[schedule_to_proto(x) for x in found], next_page_token=token
         )

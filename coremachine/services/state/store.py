@@ -525,7 +525,11 @@ class StateStore(TaskStore):
                 conn,
                 [
                     self.outbox.task(
-                        task_id, job_id, task_type, attempt, queue=stage_row.queue,
+                        task_id,
+                        job_id,
+                        task_type,
+                        attempt,
+                        queue=stage_row.queue,
                         priority=job.priority,
                     )
                     for task_id, task_type, attempt in inserted

@@ -19,16 +19,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.barrier import evaluate_stage
 from coremachine.services.state.events import NewEvent, append_events
-from coremachine.services.state.locks import fetch_job, lock_jobs_of
-from coremachine.services.state.outbox import Outbox
-from coremachine.services.state.rows import StageRow, TaskRow
-from coremachine.services.state.sql import Q
 from coremachine.services.state.flow import (
     held_reason,
     keys_of_job,
     keys_of_stages,
     release_keys,
 )
+from coremachine.services.state.locks import fetch_job, lock_jobs_of
+from coremachine.services.state.outbox import Outbox
+from coremachine.services.state.rows import StageRow, TaskRow
+from coremachine.services.state.sql import Q
 from coremachine.services.state.store_models import (
     Claim,
     ClaimedTask,
@@ -300,9 +300,7 @@ class TaskStore:
                         stage_row.failures_exceed_tolerance()
                     ):
                         wrote_outbox = True
-            if freed and await release_keys(
-                conn, self.outbox, await keys_of_stages(conn, freed)
-            ):
+            if freed and await release_keys(conn, self.outbox, await keys_of_stages(conn, freed)):
                 wrote_outbox = True
             # Every event of the batch (tasks, stages, job) in one statement.
             await append_events(conn, events)
@@ -387,7 +385,10 @@ class TaskStore:
             rows = await cur.fetchall()
             # Their slots are free again: held tasks of those keys go on.
             keys = [
-                k for j in jobs.values() if j.flow_limited for k in await keys_of_job(conn, j.job_id)
+                k
+                for j in jobs.values()
+                if j.flow_limited
+                for k in await keys_of_job(conn, j.job_id)
             ]
             released = await release_keys(conn, self.outbox, keys)
         if released:

@@ -52,7 +52,6 @@ from coremachine.shared.broker import (
     OutgoingMessage,
     ReceivedMessage,
 )
-from coremachine.shared.domain.priorities import BANDS, band_of, band_queue
 from coremachine.shared.brokers.servicebus_batching import (
     LOGICAL_ID_PROPERTY,
     PRIOR_DELIVERIES_PROPERTY,
@@ -63,6 +62,7 @@ from coremachine.shared.brokers.servicebus_batching import (
     split_by_schedule,
     to_sdk_message,
 )
+from coremachine.shared.domain.priorities import BANDS, band_of, band_queue
 
 log = logging.getLogger(__name__)
 

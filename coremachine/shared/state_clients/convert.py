@@ -296,7 +296,9 @@ def schedule_from_proto(schedule: common_pb2.Schedule) -> Schedule:
         interval_seconds=schedule.interval_seconds or None,
         catch_up=schedule.catch_up or defaults.catch_up,
         catch_up_limit=schedule.catch_up_limit or defaults.catch_up_limit,
-        grace_seconds=schedule.grace_seconds if schedule.grace_seconds > 0 else defaults.grace_seconds,
+        grace_seconds=schedule.grace_seconds
+        if schedule.grace_seconds > 0
+        else defaults.grace_seconds,
         overlap=schedule.overlap or defaults.overlap,
         paused=schedule.paused,
         description=schedule.description,

@@ -337,9 +337,7 @@ class GrpcStateClient:
         return convert.schedule_from_proto(response.schedule)
 
     @_mapped
-    async def trigger_schedule(
-        self, name: str, orchestrator_id: str, lease_seconds: int
-    ) -> Firing:
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
         response = await self.stub.TriggerSchedule(
             state_pb2.TriggerScheduleRequest(
                 name=name, orchestrator_id=orchestrator_id, lease_seconds=lease_seconds

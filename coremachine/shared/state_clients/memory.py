@@ -404,9 +404,7 @@ class InMemoryStateClient:
         self.schedules[schedule.name] = created
         return created
 
-    async def trigger_schedule(
-        self, name: str, orchestrator_id: str, lease_seconds: int
-    ) -> Firing:
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
         self.calls.append("trigger_schedule")
         schedule = self._schedule(name)
         return self._fire(schedule, dt.datetime.now(dt.UTC), "manual")
@@ -474,7 +472,11 @@ class InMemoryStateClient:
     def _previous_run(self, name: str) -> bool:
         """Whether the schedule's latest firing may still be going."""
         runs = sorted(
-            (f for (n, _), f in self.firings.items() if n == name and f.outcome in ("pending", "submitted")),
+            (
+                f
+                for (n, _), f in self.firings.items()
+                if n == name and f.outcome in ("pending", "submitted")
+            ),
             key=lambda f: f.tick_at,
         )
         if not runs:
