@@ -6,6 +6,7 @@ database while the work runs."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import uuid
 from collections.abc import Iterator
@@ -165,7 +166,7 @@ def test_at_most_one_job_of_a_limited_type_runs_and_the_others_wait_their_turn(f
             (jobs,),
         ).fetchall()
     assert [r[0] for r in rows] == jobs, "they ran in submission order"
-    for (_, _, ended_at), (_, started_at, _) in zip(rows, rows[1:], strict=False):
+    for (_, _, ended_at), (_, started_at, _) in itertools.pairwise(rows):
         assert started_at >= ended_at, "two ran at once"
 
 
