@@ -12,7 +12,17 @@ from coremachine_sdk._errors import (
     Unauthorized,
     Unavailable,
 )
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Stage, Task, TaskStatus
+from coremachine_sdk._models import (
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Schedule,
+    ScheduleFiring,
+    Stage,
+    Task,
+    TaskStatus,
+)
 from coremachine_sdk._sync_client import Client
 
 __all__ = [
@@ -28,6 +38,8 @@ __all__ = [
     "JobStatus",
     "JobType",
     "PermissionDenied",
+    "Schedule",
+    "ScheduleFiring",
     "Stage",
     "Task",
     "TaskStatus",

@@ -10,7 +10,17 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2
 from coremachine_sdk._errors import InvalidParameters
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Stage, Task, TaskStatus
+from coremachine_sdk._models import (
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Schedule,
+    ScheduleFiring,
+    Stage,
+    Task,
+    TaskStatus,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -118,6 +128,9 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         created_at=_time(job, "created_at"),
         updated_at=_time(job, "updated_at"),
         completed_at=_time(job, "completed_at"),
+        waiting=job.waiting or None,
+        priority=job.priority,
+        not_before=_time(job, "not_before"),
         stages=tuple(stage_from_proto(s) for s in job.stages),
     )
 
@@ -156,4 +169,65 @@ def job_type_from_proto(job_type: jobs_pb2.JobType) -> JobType:
         description=job_type.description,
         stages=tuple(job_type.stages),
         parameters_schema=_struct(job_type.parameters_schema),
+    )
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """A timestamp for the wire; a naive datetime is refused (which zone?)."""
+    if value.tzinfo is None:
+        raise InvalidParameters("give the datetime a time zone", field="not_before")
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def schedule_to_proto(schedule: Schedule) -> jobs_pb2.Schedule:
+    return jobs_pb2.Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters=parameters_to_struct(schedule.parameters),
+        cron=schedule.cron or "",
+        timezone=schedule.timezone,
+        interval_seconds=schedule.interval_seconds or 0.0,
+        catch_up=schedule.catch_up,
+        catch_up_limit=schedule.catch_up_limit,
+        grace_seconds=schedule.grace_seconds,
+        overlap=schedule.overlap,
+        priority=schedule.priority,
+        paused=schedule.paused,
+        description=schedule.description,
+    )
+
+
+def schedule_from_proto(schedule: jobs_pb2.Schedule) -> Schedule:
+    return Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters=_struct(schedule.parameters),
+        cron=schedule.cron or None,
+        timezone=schedule.timezone,
+        interval_seconds=schedule.interval_seconds or None,
+        catch_up=schedule.catch_up,
+        catch_up_limit=schedule.catch_up_limit,
+        grace_seconds=schedule.grace_seconds,
+        overlap=schedule.overlap,
+        priority=schedule.priority,
+        paused=schedule.paused,
+        description=schedule.description,
+        next_fire_at=_time(schedule, "next_fire_at"),
+        created_at=_time(schedule, "created_at"),
+        updated_at=_time(schedule, "updated_at"),
+    )
+
+
+def firing_from_proto(firing: jobs_pb2.ScheduleFiring) -> ScheduleFiring:
+    return ScheduleFiring(
+        tick_at=_time(firing, "tick_at"),
+        kind=firing.kind,
+        outcome=firing.outcome,
+        job_id=firing.job_id or None,
+        detail=firing.detail or None,
+        missed_count=firing.missed_count,
+        missed_until=_time(firing, "missed_until"),
+        created_at=_time(firing, "created_at"),
     )

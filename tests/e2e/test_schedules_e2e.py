@@ -273,3 +273,56 @@ def test_trigger_pause_resume_and_delete_through_the_api(cluster: Cluster, http:
     assert "yearly" in names
     assert http.delete("/api/schedules/yearly").json() == {"deleted": True}
     assert http.get("/api/schedules/yearly").status_code == 404
+
+
+def test_the_sdk_and_the_cli_manage_schedules(cluster: Cluster, capsys):
+    from coremachine_sdk import Client, Conflict, Schedule
+    from coremachine_sdk.cli import main
+
+    address, key = cluster.stack.grpc_address, cluster.stack.api_key
+    with Client(address, api_key=key) as client:
+        created = client.create_schedule(
+            Schedule(
+                name="sdk-daily", job_type="hello_world", parameters={"n": 1}, cron="0 4 * * *"
+            )
+        )
+        # Validated by the job type's model: its defaults filled in.
+        assert created.next_fire_at is not None and created.parameters["n"] == 1
+        assert created.parameters["message"] == "Hello World"
+        with pytest.raises(Conflict):
+            client.create_schedule(
+                Schedule(name="sdk-daily", job_type="hello_world", cron="* * * * *")
+            )
+        assert "sdk-daily" in [s.name for s in client.list_schedules()]
+        assert client.pause_schedule("sdk-daily").paused
+        assert not client.resume_schedule("sdk-daily").paused
+        firing, job = client.trigger_schedule("sdk-daily")
+        assert firing.kind == "manual" and job is not None
+        assert client.wait(job.job_id, timeout=60).status == "completed"
+        assert [f.job_id for f in client.schedule_firings("sdk-daily")] == [job.job_id]
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        delayed = client.submit_job(
+            "hello_world", {"n": 1, "message": "later"}, priority=8, not_before=later
+        )
+        assert (delayed.status, delayed.priority) == ("queued", 8)
+        assert delayed.not_before is not None and "starts at" in (delayed.waiting or "")
+        assert client.delete_schedule("sdk-daily")
+    args = ["--address", address, "--api-key", key, "--json"]
+    assert (
+        main([*args, "schedule", "create", "cli-hourly", "hello_world", "n=2", "--every", "3600"])
+        == 0
+    )
+    shown = capsys.readouterr().out
+    assert '"interval_seconds": 3600.0' in shown
+    assert main([*args, "schedule", "trigger", "cli-hourly"]) == 0
+    assert '"kind": "manual"' in capsys.readouterr().out
+    assert main([*args, "schedule", "firings", "cli-hourly"]) == 0
+    assert '"outcome": "submitted"' in capsys.readouterr().out
+    assert main([*args, "schedules"]) == 0
+    assert "cli-hourly" in capsys.readouterr().out
+    assert (
+        main([*args, "submit", "hello_world", "n=1", "--priority", "7", "--not-before", "+3600"])
+        == 0
+    )
+    assert '"priority": 7' in capsys.readouterr().out
+    assert main([*args, "schedule", "delete", "cli-hourly"]) == 0

@@ -124,7 +124,7 @@ class StateStore(TaskStore):
                 events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
                 if start.not_before is not None or start.max_running is not None:
                     job = await start_or_hold(conn, job, events)
-                view = JobView(job, [])
+                view = JobView(job, [], job.waiting or "")
                 if job.held == START_TIME:
                     await self.outbox.write(
                         conn,
