@@ -42,9 +42,8 @@ ALTER TABLE coremachine.job_stages
     ADD CONSTRAINT job_stages_limits_match
         CHECK (cardinality(concurrency_keys) = cardinality(concurrency_limits));
 
--- slot_keys: the keys a running attempt holds (set by the claim; only a
--- processing task counts, so every way out of 'processing' frees its slots).
--- A claim refused for a limit holds the task here instead of in any queue:
+-- slot_keys: the keys a running attempt holds (set by the claim), shown to
+-- operators; what is counted is running_slots below. A claim refused for a limit holds the task here instead of in any queue:
 -- held_for says what it waits for ('key:<key>' or 'rate:<name>'), held_at its
 -- place in line; released_at is set when its message was sent again (it is on
 -- its way to a worker), release_at when that message is scheduled (a rate
@@ -55,11 +54,6 @@ ALTER TABLE coremachine.tasks
     ADD COLUMN held_at timestamptz,
     ADD COLUMN released_at timestamptz,
     ADD COLUMN release_at timestamptz;
--- Tasks running with a key: what a claim counts (at most the key's limit).
--- No pending list: it would be scanned by every count.
-CREATE INDEX tasks_running_by_key_idx ON coremachine.tasks USING gin (slot_keys)
-    WITH (fastupdate = off)
-    WHERE status = 'processing' AND slot_keys IS NOT NULL;
 CREATE INDEX tasks_held_idx ON coremachine.tasks (held_for, held_at)
     WHERE held_for IS NOT NULL;
 CREATE INDEX tasks_held_of_job_idx ON coremachine.tasks (job_id)
@@ -70,6 +64,22 @@ CREATE INDEX tasks_held_of_job_idx ON coremachine.tasks (job_id)
 CREATE TABLE coremachine.concurrency_keys (
     key         text PRIMARY KEY,
     created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- A slot of a key taken by a claim. Only rows whose task is still
+-- 'processing' count: whoever counts a key (holding its lock) first deletes
+-- the rows of tasks that left 'processing' by any way (outcome, release,
+-- cancel, lease expiry), so no path can leak a slot, and the count reads
+-- about `limit` rows (a btree, whose dead entries index scans skip; a GIN
+-- index on the tasks would have rechecked every finished task until vacuum).
+CREATE TABLE coremachine.running_slots (
+    key      text NOT NULL,
+    task_id  text NOT NULL,
+    PRIMARY KEY (key, task_id)
+);
+ALTER TABLE coremachine.running_slots SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 5000
 );
 
 -- Token buckets, global across workers: at most per_second task starts per
@@ -85,6 +95,24 @@ CREATE TABLE coremachine.rate_limits (
     tail_at      timestamptz NOT NULL DEFAULT '-infinity',
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+
+-- Tasks running with a key (the caller holds the key's lock): the slots of
+-- tasks no longer processing are dropped first, then the rest counted.
+CREATE FUNCTION coremachine.running_with_key(k text)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM coremachine.running_slots rs
+    WHERE rs.key = k
+      AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t
+                      WHERE t.task_id = rs.task_id AND t.status = 'processing');
+    SELECT count(*) INTO n FROM coremachine.running_slots rs WHERE rs.key = k;
+    RETURN n;
+END;
+$$;
 
 -- A claim candidate as the limited path of claim_tasks sees it.
 CREATE TYPE coremachine.claim_candidate AS (
@@ -209,6 +237,8 @@ DECLARE
     h_sent timestamptz[] := '{}';
     h_at timestamptz[] := '{}';
     kept_ids text[] := '{}';
+    new_slot_keys text[] := '{}';
+    new_slot_tasks text[] := '{}';
     i integer;
     k integer;
     r integer;
@@ -257,10 +287,7 @@ BEGIN
     at := clock_timestamp();
 
     FOR i IN 1 .. cardinality(key_names) LOOP
-        SELECT count(*) INTO n FROM coremachine.tasks t
-        WHERE t.status = 'processing' AND t.slot_keys IS NOT NULL
-          AND t.slot_keys @> ARRAY[key_names[i]];
-        key_busy[i] := n;
+        key_busy[i] := coremachine.running_with_key(key_names[i]);
         SELECT count(*) INTO n FROM coremachine.tasks t
         WHERE t.held_for = 'key:' || key_names[i] AND t.status = 'queued'
           AND t.released_at IS NOT NULL AND t.task_id <> ALL(cand_ids);
@@ -325,6 +352,8 @@ BEGIN
         FOR i IN 1 .. coalesce(cardinality(c.keys), 0) LOOP
             k := array_position(key_names, c.keys[i]);
             key_busy[k] := key_busy[k] + 1;
+            new_slot_keys := new_slot_keys || c.keys[i];
+            new_slot_tasks := new_slot_tasks || c.task_id;
         END LOOP;
         granted := granted || c.task_id;
     END LOOP;
@@ -342,6 +371,10 @@ BEGIN
         FROM unnest(h_ids, h_for, h_sent, h_at) AS h(task_id, held_for, sent_at, release_at)
         WHERE t.task_id = h.task_id;
     END IF;
+
+    INSERT INTO coremachine.running_slots (key, task_id)
+    SELECT * FROM unnest(new_slot_keys, new_slot_tasks)
+    ON CONFLICT DO NOTHING;
 
     RETURN QUERY
     WITH claimed AS (
@@ -419,8 +452,7 @@ BEGIN
         WHERE t.held_for = 'key:' || kk AND t.status = 'queued' AND t.released_at IS NULL
         ORDER BY t.held_at, t.task_id LIMIT 1;
         CONTINUE WHEN lim IS NULL;  -- nobody waits for this key
-        SELECT count(*) INTO busy FROM coremachine.tasks t
-        WHERE t.status = 'processing' AND t.slot_keys IS NOT NULL AND t.slot_keys @> ARRAY[kk];
+        busy := coremachine.running_with_key(kk);
         SELECT count(*) INTO n FROM coremachine.tasks t
         WHERE t.held_for = 'key:' || kk AND t.status = 'queued' AND t.released_at IS NOT NULL;
         busy := busy + n;
