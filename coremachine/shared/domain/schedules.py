@@ -35,6 +35,7 @@ SCHEDULE_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
 # day has 86,400); beyond it the count says "at least".
 MAX_COUNTED_MISSES = 100_000
 MIN_INTERVAL_SECONDS = 1.0
+MAX_INTERVAL_SECONDS = 10 * 366 * 86400.0
 
 _NAME = re.compile(SCHEDULE_NAME_PATTERN)
 
@@ -112,15 +113,19 @@ def check_schedule(schedule: Schedule) -> Schedule:
         )
     if (schedule.cron is None) == (schedule.interval_seconds is None):
         raise ScheduleError("give either cron or interval_seconds", "cron")
+    for name in ("cron", "timezone", "description", "job_type"):
+        if "\x00" in (getattr(schedule, name) or ""):
+            raise ScheduleError(f"{name}: the NUL character is not allowed", name)
     zone(schedule.timezone)
     if schedule.cron is not None:
         _cron(schedule.cron, dt.datetime.now(dt.UTC))
     elif not (
         math.isfinite(schedule.interval_seconds or 0)
-        and (schedule.interval_seconds or 0) >= MIN_INTERVAL_SECONDS
+        and MIN_INTERVAL_SECONDS <= (schedule.interval_seconds or 0) <= MAX_INTERVAL_SECONDS
     ):
         raise ScheduleError(
-            f"interval_seconds: at least {MIN_INTERVAL_SECONDS:g}", "interval_seconds"
+            f"interval_seconds: {MIN_INTERVAL_SECONDS:g} to {MAX_INTERVAL_SECONDS:g}",
+            "interval_seconds",
         )
     if schedule.catch_up not in CATCH_UP_POLICIES:
         raise ScheduleError(f"catch_up: one of {', '.join(CATCH_UP_POLICIES)}", "catch_up")
@@ -128,8 +133,10 @@ def check_schedule(schedule: Schedule) -> Schedule:
         raise ScheduleError(f"overlap: one of {', '.join(OVERLAP_POLICIES)}", "overlap")
     if not 1 <= schedule.catch_up_limit <= 1000:
         raise ScheduleError("catch_up_limit: 1..1000", "catch_up_limit")
-    if not (math.isfinite(schedule.grace_seconds) and schedule.grace_seconds >= 0):
-        raise ScheduleError("grace_seconds: >= 0", "grace_seconds")
+    if not (math.isfinite(schedule.grace_seconds) and 0 <= schedule.grace_seconds <= 1e9):
+        raise ScheduleError("grace_seconds: 0 to 1e9", "grace_seconds")
+    if len(schedule.description) > 1000:
+        raise ScheduleError("description: at most 1000 characters", "description")
     try:
         check_priority(schedule.priority)
     except ValueError as exc:
@@ -140,7 +147,7 @@ def check_schedule(schedule: Schedule) -> Schedule:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ScheduleError(f"timezone: unknown time zone {name!r}", "timezone") from None
 
 
@@ -151,7 +158,7 @@ def _cron(expression: str, start: dt.datetime, reverse: bool = False) -> CronSim
         )
     try:
         return CronSim(expression, start, reverse=reverse)
-    except CronSimError as exc:
+    except (CronSimError, ValueError, KeyError, IndexError) as exc:
         raise ScheduleError(f"cron: {exc}", "cron") from None
 
 
