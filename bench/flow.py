@@ -144,9 +144,7 @@ async def _claim_all(
         granted = [o.task for o in outcomes if o.task is not None]
         if len(granted) != len(batch):
             raise RuntimeError(f"a never-binding limit refused claims: {outcomes[:3]}")
-        await store.complete_tasks(
-            [Outcome(t.task_id, t.lease_token, True, "{}") for t in granted]
-        )
+        await store.complete_tasks([Outcome(t.task_id, t.lease_token, True, "{}") for t in granted])
     # The queue rows the stage wrote are not needed: keep the database small.
     async with pool.connection() as conn:
         await conn.execute("DELETE FROM coremachine.outbox")
