@@ -126,7 +126,11 @@ class DefinitionStore:
             if row is not None and row[0]:
                 await self.outbox.write(
                     conn,
-                    [self.outbox.resend(message_id, body, job_id, RESEND_DELAY_SECONDS)],
+                    [
+                        self.outbox.resend(
+                            message_id, body, job_id, RESEND_DELAY_SECONDS, job.priority
+                        )
+                    ],
                 )
                 parked = False
                 reason = ""
@@ -185,7 +189,8 @@ class DefinitionStore:
             cur2 = await conn.execute(Q.release_parked_of_job, {"job_id": job_id})
             parked = await cur2.fetchall()
             await self._send_on(
-                conn, [(m, j, _with_definition(bytes(b), definition)) for m, j, b in parked]
+                conn,
+                [(m, j, _with_definition(bytes(b), definition), p) for m, j, b, p in parked],
             )
             await append_events(
                 conn,
@@ -202,14 +207,18 @@ class DefinitionStore:
         return rebased, len(parked)
 
     async def _send_on(
-        self, conn: psycopg.AsyncConnection[Any], released: Sequence[tuple[str, str, Any]]
+        self, conn: psycopg.AsyncConnection[Any], released: Sequence[tuple[str, str, Any, int]]
     ) -> None:
         if not released:
             return
         await self.outbox.write(
-            conn, [self.outbox.resend(m, bytes(body), job_id) for m, job_id, body in released]
+            conn,
+            [
+                self.outbox.resend(m, bytes(body), job_id, priority=priority)
+                for m, job_id, body, priority in released
+            ],
         )
-        job_ids = sorted({job_id for _, job_id, _ in released})
+        job_ids = sorted({job_id for _, job_id, _, _ in released})
         # Key order, as every writer of jobs rows locks them (see locks.py).
         await conn.execute(Q.lock_jobs, {"job_ids": job_ids})
         cur = await conn.execute(Q.set_job_waiting, {"job_ids": job_ids, "waiting": None})

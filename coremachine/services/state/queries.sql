@@ -479,14 +479,18 @@ SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators
                WHERE expires_at > now() AND %(definition)s = ANY(definitions));
 
 -- name: release_parked_for
--- Parked messages some of these definitions serve, taken out to be sent again.
-DELETE FROM coremachine.parked_messages
-WHERE definition = ANY(%(definitions)s::text[])
-RETURNING message_id, job_id, body;
+-- Parked messages some of these definitions serve, taken out to be sent again
+-- (with their job's priority).
+DELETE FROM coremachine.parked_messages p
+USING coremachine.jobs j
+WHERE p.definition = ANY(%(definitions)s::text[]) AND j.job_id = p.job_id
+RETURNING p.message_id, p.job_id, p.body, j.priority;
 
 -- name: release_parked_of_job
-DELETE FROM coremachine.parked_messages WHERE job_id = %(job_id)s
-RETURNING message_id, job_id, body;
+DELETE FROM coremachine.parked_messages p
+USING coremachine.jobs j
+WHERE p.job_id = %(job_id)s AND j.job_id = p.job_id
+RETURNING p.message_id, p.job_id, p.body, j.priority;
 
 -- name: park_message
 INSERT INTO coremachine.parked_messages (message_id, job_id, job_type, definition, body, reason)
