@@ -9,6 +9,10 @@ PostgreSQL (or DATABASE_URL), then measures:
   completed, for each n, as tasks per second;
 - cost: PostgreSQL transactions per task (pg_stat_database), peak RSS per service.
 Prints a table and writes bench/latest.json. Never a timed assertion.
+
+Flow control (bench/flow.py), on their own: `--priority` (a priority 9 job
+behind a 100,000-task job) and `--limits` (what a limit check costs per
+claim); they write bench/latest-flow.json.
 """
 
 from __future__ import annotations
@@ -143,7 +147,19 @@ def main() -> int:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
     parser.add_argument("--output", default=str(ROOT / "bench" / "latest.json"))
+    parser.add_argument(
+        "--priority", action="store_true", help="a priority 9 job behind a large one (only)"
+    )
+    parser.add_argument("--priority-n", type=int, default=100_000, help="tasks of the large job")
+    parser.add_argument(
+        "--limits", action="store_true", help="the cost of a limit check per claim (only)"
+    )
+    parser.add_argument("--limits-tasks", type=int, default=20_000, help="tasks per variant")
+    parser.add_argument("--limits-rounds", type=int, default=3)
+    parser.add_argument("--flow-output", default=str(ROOT / "bench" / "latest-flow.json"))
     args = parser.parse_args()
+    if args.priority or args.limits:
+        return flow_main(args)
     sizes = [100, 1000] if args.smoke else [int(s) for s in args.sizes.split(",")]
     latency_jobs = 20 if args.smoke else args.latency_jobs
     url = os.environ.get("DATABASE_URL") or start_embedded(ROOT / ".data" / "bench-pg")
@@ -194,6 +210,40 @@ def main() -> int:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     else:
         print(json.dumps(results))
+    return 0
+
+
+def flow_main(args: argparse.Namespace) -> int:
+    """`--priority` and/or `--limits` (bench/flow.py)."""
+    from bench import flow
+    from tests.databases import create_database, drop_database
+
+    url = os.environ.get("DATABASE_URL") or start_embedded(ROOT / ".data" / "bench-pg")
+    results: dict[str, object] = {"machine": machine()}
+    if args.limits:
+        results["limit_check_per_claim"] = flow.claim_cost_in(
+            url, args.limits_tasks, args.limits_rounds
+        )
+        console.print(results["limit_check_per_claim"])
+    if args.priority:
+        db = create_database(url, prefix="cm_bench")
+        stack = Stack(
+            db,
+            Ports.free(),
+            log_dir=ROOT / ".data" / "bench-logs",
+            extra_env={"LOG_LEVEL": "WARNING", "HELLO_WORLD_MAX_N": "1000000"},
+        )
+        try:
+            stack.up()
+            bench = Bench(stack)
+            bench.throughput(100)  # warm-up
+            results["priority"] = flow.priority_behind_backlog(bench.client, args.priority_n)
+            console.print(results["priority"])
+            bench.close()
+        finally:
+            stack.stop()
+            drop_database(url, db)
+    Path(args.flow_output).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -28,6 +28,7 @@ Nothing here exposes protobuf or gRPC.
 from coremachine.app._app import App
 from coremachine.app._context import TaskContext
 from coremachine.app._errors import AppError, PermanentError, RetryableError
+from coremachine.app._flow import ConcurrencyKey, RateLimit
 from coremachine.app._jobs import JobType
 from coremachine.app._stages import (
     AggregateContext,
@@ -50,6 +51,7 @@ __all__ = [
     "App",
     "AppError",
     "BlobStore",
+    "ConcurrencyKey",
     "Custom",
     "FanIn",
     "FromParameter",
@@ -59,6 +61,7 @@ __all__ = [
     "PermanentError",
     "PlanContext",
     "PreviousResult",
+    "RateLimit",
     "RetryPolicy",
     "RetryableError",
     "Single",

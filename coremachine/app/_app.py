@@ -22,10 +22,12 @@ from typing import Any, overload
 from pydantic import BaseModel
 
 from coremachine.app._errors import AppError
+from coremachine.app._flow import ConcurrencyKey, RateLimit
 from coremachine.app._jobs import JobType
 from coremachine.app._stages import AggregateContext, Stage
 from coremachine.app._tasks import Handler, TaskType, takes_context
 from coremachine.shared.domain.names import JOB_TYPE_PATTERN, NAME_PATTERN, QUEUE_PATTERN
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY, check_priority
 
 _NAME = re.compile(NAME_PATTERN)
 _JOB_TYPE = re.compile(JOB_TYPE_PATTERN)
@@ -77,18 +79,25 @@ class App:
 
     @overload
     def task(
-        self, name: str | None = None, *, queue: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        queue: str | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[Handler], TaskType]: ...
 
-    def task(self, name: Any = None, *, queue: str | None = None) -> Any:
+    def task(
+        self, name: Any = None, *, queue: str | None = None, rate_limit: RateLimit | None = None
+    ) -> Any:
         """Registers a task handler: `@app.task`, `@app.task("name")` or
-        `@app.task(queue="gpu")`. Sync handlers run in a thread, async ones
-        on the worker's event loop; either takes (params) or (params, ctx)."""
+        `@app.task(queue="gpu", rate_limit=RateLimit(per_second=20))`. Sync
+        handlers run in a thread, async ones on the worker's event loop; either
+        takes (params) or (params, ctx)."""
         if callable(name):
             return self._add_task(name, None, queue)
 
         def register(handler: Handler) -> TaskType:
-            return self._add_task(handler, name, queue)
+            return self._add_task(handler, name, queue, rate_limit)
 
         return register
 
@@ -98,7 +107,13 @@ class App:
         task_type = TaskType(check_name("task type", name), None, _queue(queue, name), self.name)
         return self._store_task(task_type)
 
-    def _add_task(self, handler: Handler, name: str | None, queue: str | None) -> TaskType:
+    def _add_task(
+        self,
+        handler: Handler,
+        name: str | None,
+        queue: str | None,
+        rate_limit: RateLimit | None = None,
+    ) -> TaskType:
         if not callable(handler):
             raise AppError(f"app {self.name}: @task needs a function, got {handler!r}")
         task_name = check_name("task type", name or handler.__name__)
@@ -106,7 +121,13 @@ class App:
             with_context = takes_context(handler)
         except TypeError as exc:
             raise AppError(f"app {self.name}: task type {task_name!r}: {exc}") from None
-        task_type = TaskType(task_name, handler, _queue(queue, task_name), self.name, with_context)
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise AppError(
+                f"app {self.name}: task type {task_name!r}: rate_limit must be a RateLimit"
+            )
+        task_type = TaskType(
+            task_name, handler, _queue(queue, task_name), self.name, with_context, rate_limit
+        )
         return self._store_task(task_type)
 
     def _store_task(self, task_type: TaskType) -> TaskType:
@@ -126,11 +147,17 @@ class App:
         aggregate: Callable[[AggregateContext], Any] | None = None,
         description: str = "",
         version: str = "",
+        concurrency: Iterable[ConcurrencyKey] = (),
+        max_running: int | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> JobType:
         """Registers a job type: its pydantic parameter model (validated at
         submit), its stages in order, and an optional aggregator that turns
         the last stage's results into the job's result (default: a summary of
-        the stages)."""
+        the stages). Flow control (docs/flow-control.md): `concurrency` keys
+        apply to every stage's tasks; at most `max_running` jobs of the type
+        run at once (the others wait, queued, in order); `priority` (0..9,
+        higher first) is the default of its jobs."""
         check_job_type_name(name)
         if name in self._jobs:
             raise AppError(f"app {self.name}: job type {name!r} is defined twice")
@@ -150,6 +177,16 @@ class App:
         names = [s.name for s in stage_list]
         if len(set(names)) != len(names):
             raise AppError(f"app {self.name}: job type {name!r} has two stages of the same name")
+        where = f"app {self.name}: job type {name!r}"
+        keys = tuple(concurrency)
+        for stage in stage_list:
+            _check_flow(where, parameters, (*keys, *stage.concurrency), stage.rate_limit)
+        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
+            raise AppError(f"{where}: max_running must be an integer >= 1")
+        try:
+            check_priority(priority)
+        except ValueError as exc:
+            raise AppError(f"{where}: {exc}") from None
         job_type = JobType(
             name=name,
             parameters=parameters,
@@ -158,6 +195,9 @@ class App:
             description=description or (parameters.__doc__ or "").strip().split("\n")[0],
             version=version,
             app=self.name,
+            concurrency=keys,
+            max_running=max_running,
+            priority=priority,
         )
         self._jobs[name] = job_type
         return job_type
@@ -171,6 +211,27 @@ class App:
     @property
     def job_types(self) -> Mapping[str, JobType]:
         return dict(self._jobs)
+
+
+def _check_flow(
+    where: str,
+    parameters: type[BaseModel],
+    keys: tuple[ConcurrencyKey, ...],
+    rate_limit: RateLimit | None,
+) -> None:
+    """Flow limits are checked at definition: each is of the right kind, and a
+    key template names only parameters the model has."""
+    for key in keys:
+        if not isinstance(key, ConcurrencyKey):
+            raise AppError(f"{where}: concurrency must hold ConcurrencyKey(...), got {key!r}")
+        unknown = [f for f in key.fields() if f not in parameters.model_fields]
+        if unknown:
+            raise AppError(
+                f"{where}: concurrency key {key.key!r} names {', '.join(unknown)}, which"
+                f" {parameters.__name__} does not have"
+            )
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise AppError(f"{where}: rate_limit must be a RateLimit(...), got {rate_limit!r}")
 
 
 def _queue(queue: str | None, task_name: str) -> str | None:

@@ -10,8 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from coremachine.app._flow import ConcurrencyKey, RateLimit
 from coremachine.app._stages import AggregateContext, Stage
 from coremachine.shared.domain.ids import canonical_json
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +21,13 @@ class JobType:
     """A job type: what `app.job(...)` defines.
 
     The fingerprint covers what decides how a job runs — its stages (names,
-    task types, fan-out modes, queues, policies), its parameter schema and
-    whether it has an aggregator — but not the code of handlers or planning
-    functions: changing only those needs nothing. Bump `version` when a
-    planning function changes what it plans, so running jobs keep theirs.
+    task types, fan-out modes, queues, policies, flow limits), its parameter
+    schema, whether it has an aggregator and its flow control (concurrency
+    keys, running limit, default priority) — but not the code of handlers or
+    planning functions: changing only those needs nothing. Bump `version`
+    when a planning function changes what it plans, so running jobs keep
+    theirs. Flow control enters the definition only when declared, so types
+    that declare none keep the fingerprints they had before it existed.
     """
 
     name: str
@@ -32,29 +37,59 @@ class JobType:
     description: str = ""
     version: str = ""
     app: str = ""
+    concurrency: tuple[ConcurrencyKey, ...] = ()
+    max_running: int | None = None
+    priority: int = DEFAULT_PRIORITY
+
+    @property
+    def flow_limited(self) -> bool:
+        """Some stage's tasks have concurrency keys or a rate limit."""
+        return bool(self.concurrency) or any(
+            s.concurrency or effective_rate_limit(s) is not None for s in self.stages
+        )
 
     def parameters_schema(self) -> dict[str, Any]:
         return self.parameters.model_json_schema()
 
     def definition(self) -> dict[str, Any]:
         """The definition as data: what the fingerprint is the hash of."""
-        return {
+        definition: dict[str, Any] = {
             "job_type": self.name,
             "version": self.version,
             "parameters_schema": self.parameters_schema(),
             "aggregate": self.aggregate is not None,
             "stages": [_stage_definition(s) for s in self.stages],
         }
+        if self.concurrency:
+            definition["concurrency"] = [k.describe() for k in self.concurrency]
+        if self.max_running is not None:
+            definition["max_running"] = self.max_running
+        if self.priority != DEFAULT_PRIORITY:
+            definition["priority"] = self.priority
+        return definition
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical definition (the registry computes it once)."""
         return hashlib.sha256(canonical_json(self.definition()).encode()).hexdigest()
 
 
+def effective_rate_limit(stage: Stage) -> RateLimit | None:
+    """The stage's rate limit, else its task type's."""
+    if stage.rate_limit is not None:
+        return stage.rate_limit
+    return None if isinstance(stage.task, str) else stage.task.rate_limit
+
+
 def _stage_definition(stage: Stage) -> dict[str, Any]:
     retry = stage.retry
     tolerate: Any = stage.tolerate_failures
-    return {
+    flow: dict[str, Any] = {}
+    if stage.concurrency:
+        flow["concurrency"] = [k.describe() for k in stage.concurrency]
+    rate = effective_rate_limit(stage)
+    if rate is not None:
+        flow["rate_limit"] = rate.describe(stage.task_type)
+    return flow | {
         "name": stage.name,
         "task_type": stage.task_type,
         "fan_out": stage.fan_out.describe(),

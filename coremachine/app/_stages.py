@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from coremachine.app._flow import ConcurrencyKey, RateLimit
 from coremachine.shared.domain.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -198,6 +199,10 @@ class Stage:
         within this many seconds loses its lease and is retried elsewhere.
     previous_results: the handlers get the previous stage's results as
         ctx.previous_results (always so for FanIn).
+    concurrency: ConcurrencyKey(s) from the job's parameters: at most
+        `limit` tasks with a key run at once, across every job and job type.
+    rate_limit: a RateLimit on the stage's task starts; default: the task
+        type's.
     """
 
     name: str
@@ -210,6 +215,13 @@ class Stage:
     timeout: float | None = None
     heartbeat_timeout: float | None = None
     previous_results: bool = False
+    concurrency: tuple[ConcurrencyKey, ...] = ()
+    rate_limit: RateLimit | None = None
+
+    def __post_init__(self) -> None:
+        # A list is fine to write; a tuple keeps the stage hashable and frozen.
+        if not isinstance(self.concurrency, tuple):
+            object.__setattr__(self, "concurrency", tuple(self.concurrency))
 
     @property
     def task_type(self) -> str:

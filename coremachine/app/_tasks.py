@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coremachine.app._flow import RateLimit
+
 if TYPE_CHECKING:
     from coremachine.app._context import TaskContext
 
@@ -28,6 +30,8 @@ class TaskType:
     # The app that defines it (for error messages naming the culprit).
     app: str = ""
     takes_context: bool = field(default=True)
+    # At most this many starts per second of its tasks (global; see _flow.py).
+    rate_limit: RateLimit | None = None
 
     @property
     def is_async(self) -> bool:

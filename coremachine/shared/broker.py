@@ -13,7 +13,9 @@ Semantics, as on Service Bus:
   reason and description; dead letters can be listed, replayed or purged;
 - `scheduled_at` delays the first delivery (retries with backoff);
 - `message_id` is the duplicate-detection key: sending a message whose id is
-  already waiting in the queue is a no-op.
+  already waiting in the queue is a no-op;
+- `priority` (0..9, 5 normal, shared/domain/priorities.py): higher first, and
+  nothing starves (PostgreSQL: ordered with aging; Service Bus: band queues).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
 
@@ -34,6 +38,7 @@ class OutgoingMessage:
     body: bytes
     properties: Mapping[str, str] = field(default_factory=dict)
     scheduled_at: dt.datetime | None = None
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)

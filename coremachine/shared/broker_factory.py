@@ -22,13 +22,17 @@ async def open_broker(settings: CommonSettings, default_database_url: str | None
             url,
             lock_duration=settings.broker_lock_seconds,
             max_delivery_count=settings.broker_max_delivery_count,
+            priority_aging_seconds=settings.broker_priority_aging_seconds,
         ).open()
     from coremachine.shared.brokers.servicebus import ServiceBusBroker
 
+    bands = {"priority_bands": settings.servicebus_priority_bands}
     if settings.servicebus_connection_string:
-        return ServiceBusBroker.from_connection_string(settings.servicebus_connection_string)
+        return ServiceBusBroker.from_connection_string(
+            settings.servicebus_connection_string, **bands
+        )
     if settings.servicebus_namespace:
-        return ServiceBusBroker.from_namespace(settings.servicebus_namespace)
+        return ServiceBusBroker.from_namespace(settings.servicebus_namespace, **bands)
     raise BrokerConfigError(
         "BROKER=servicebus needs SERVICEBUS_CONNECTION_STRING or SERVICEBUS_NAMESPACE"
     )

@@ -40,6 +40,13 @@ class CommonSettings(BaseSettings):
     # Bus these are properties of the queue itself).
     broker_lock_seconds: float = Field(30.0, gt=0, validation_alias="BROKER_LOCK_SECONDS")
     broker_max_delivery_count: int = Field(10, ge=1, validation_alias="BROKER_MAX_DELIVERY_COUNT")
+    # PostgreSQL queue: how many seconds earlier a message counts per priority
+    # level above normal (docs/flow-control.md). Service Bus: receive from the
+    # priority band queues (`tasks-high`, `tasks`, `tasks-low`), which must exist.
+    broker_priority_aging_seconds: float = Field(
+        10.0, ge=0, validation_alias="BROKER_PRIORITY_AGING_SECONDS"
+    )
+    servicebus_priority_bands: bool = Field(False, validation_alias="SERVICEBUS_PRIORITY_BANDS")
 
     # Internal gRPC TLS (see shared/grpc_tls.py; all unset = plaintext). Paths to PEM files.
     grpc_tls_cert: str | None = Field(None, validation_alias="GRPC_TLS_CERT")

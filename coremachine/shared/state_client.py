@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from coremachine.shared.domain.jobs import Job, JobTypeDefinition, NewJob, StagePlan
+from coremachine.shared.domain.schedules import Firing, Schedule
 from coremachine.shared.domain.tasks import (
     ClaimResult,
     FailedTask,
@@ -109,6 +110,25 @@ class StateClient(Protocol):
         self, worker: WorkerInfo, ttl_seconds: int, stopping: bool = False
     ) -> None:
         """Says the worker is alive (or, with stopping, that it stops now)."""
+
+    # -- schedules (orchestrator) ----------------------------------------------
+
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        """Creates a schedule whose job type and parameters the caller validated."""
+
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
+        """A firing now (pending, claimed by the caller), to submit and record."""
+
+    async def claim_due_firings(
+        self, orchestrator_id: str, job_types: Sequence[str], limit: int, lease_seconds: int
+    ) -> tuple[list[Firing], float | None]:
+        """The due firings of these job types (each tick to one caller), and the
+        seconds until the next tick is due (None: no schedule of them)."""
+
+    async def record_firing(
+        self, firing: Firing, outcome: str, job_id: str = "", detail: str = ""
+    ) -> bool:
+        """Records a claimed firing's outcome ("submitted" or "failed")."""
 
     async def close(self) -> None:
         """Releases the connection."""

@@ -112,14 +112,17 @@ if [[ "$(az postgres flexible-server microsoft-entra-admin list --resource-group
     --object-id "$IDENTITY_PRINCIPAL_ID" --type ServicePrincipal --output none
 fi
 
-# --- Service Bus: Standard namespace, queues jobs, tasks and one per worker pool ------------
+# --- Service Bus: Standard namespace, queues jobs, tasks, one per worker pool, and the
+# priority bands of jobs and tasks. Service Bus has no message priorities: each of those has
+# a -high and a -low band queue (SERVICEBUS_PRIORITY_BANDS=true; docs/flow-control.md).
 if ! az servicebus namespace show --resource-group "$RESOURCE_GROUP" \
   --name "$SB_NAMESPACE" --output none 2>/dev/null; then
   log "Service Bus namespace $SB_NAMESPACE"
   az servicebus namespace create --resource-group "$RESOURCE_GROUP" --name "$SB_NAMESPACE" \
     --location "$LOCATION" --sku Standard --output none
 fi
-for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}"; do
+for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}" "$JOBS_QUEUE-high" "$JOBS_QUEUE-low" \
+  "$TASKS_QUEUE-high" "$TASKS_QUEUE-low"; do
   # A create-or-update: re-running resets the settings to these values.
   log "queue $queue"
   az servicebus queue create --resource-group "$RESOURCE_GROUP" \
@@ -136,6 +139,10 @@ SB_ID=$(az servicebus namespace show --resource-group "$RESOURCE_GROUP" \
   --name "$SB_NAMESPACE" --query id --output tsv)
 TASKS_QUEUE_ID=$(az servicebus queue show --resource-group "$RESOURCE_GROUP" \
   --namespace-name "$SB_NAMESPACE" --name "$TASKS_QUEUE" --query id --output tsv)
+TASKS_HIGH_QUEUE_ID=$(az servicebus queue show --resource-group "$RESOURCE_GROUP" \
+  --namespace-name "$SB_NAMESPACE" --name "$TASKS_QUEUE-high" --query id --output tsv)
+TASKS_LOW_QUEUE_ID=$(az servicebus queue show --resource-group "$RESOURCE_GROUP" \
+  --namespace-name "$SB_NAMESPACE" --name "$TASKS_QUEUE-low" --query id --output tsv)
 
 # --- Storage account and blob container --------------------------------------------------
 log "storage account $STORAGE_ACCOUNT, container $BLOB_CONTAINER"
@@ -170,8 +177,10 @@ ensure_role "Azure Service Bus Data Receiver" "$IDENTITY_PRINCIPAL_ID" "$SB_ID"
 ensure_role "Storage Blob Data Contributor" "$IDENTITY_PRINCIPAL_ID" "$STORAGE_ID"
 ensure_role "Key Vault Secrets User" "$IDENTITY_PRINCIPAL_ID" "$KEY_VAULT_ID"
 # KEDA reads the queue's message count, which needs the Manage right: Data Owner, scoped to
-# the queues it scales workers on (tasks and the pools') only.
+# the queues it scales workers on (tasks, its bands, and the pools') only.
 ensure_role "Azure Service Bus Data Owner" "$KEDA_PRINCIPAL_ID" "$TASKS_QUEUE_ID"
+ensure_role "Azure Service Bus Data Owner" "$KEDA_PRINCIPAL_ID" "$TASKS_HIGH_QUEUE_ID"
+ensure_role "Azure Service Bus Data Owner" "$KEDA_PRINCIPAL_ID" "$TASKS_LOW_QUEUE_ID"
 for pool in "${POOLS[@]}"; do
   POOL_QUEUE_ID=$(az servicebus queue show --resource-group "$RESOURCE_GROUP" \
     --namespace-name "$SB_NAMESPACE" --name "$pool" --query id --output tsv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -19,6 +20,8 @@ from coremachine_sdk._models import (
     JobEvent,
     JobStatus,
     JobType,
+    Schedule,
+    ScheduleFiring,
     Task,
     TaskStatus,
     Worker,
@@ -94,6 +97,84 @@ class AsyncClient:
         )
         response = await self._call(self._service().SubmitJob, request)
         return _convert.job_from_proto(response.job)
+
+    async def submit_job(
+        self,
+        job_type: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        not_before: datetime | None = None,
+    ) -> Job:
+        """Submits a job with flow options: a priority (0..9, higher first) and
+        a start time (the job waits, queued, until then)."""
+        request = jobs_pb2.SubmitJobRequest(
+            job_type=job_type,
+            parameters=_convert.parameters_to_struct(parameters or {}),
+            priority=priority,
+        )
+        if not_before is not None:
+            request.not_before.CopyFrom(_convert.timestamp(not_before))
+        response = await self._call(self._service().SubmitJob, request)
+        return _convert.job_from_proto(response.job)
+
+    # -- schedules -------------------------------------------------------------
+
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        """Creates a schedule (its parameters are validated now); Conflict if the name exists."""
+        request = jobs_pb2.CreateScheduleRequest(schedule=_convert.schedule_to_proto(schedule))
+        response = await self._call(self._service().CreateSchedule, request)
+        return _convert.schedule_from_proto(response.schedule)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """One schedule, with its next tick."""
+        response = await self._call(
+            self._service().GetSchedule, jobs_pb2.GetScheduleRequest(name=name)
+        )
+        return _convert.schedule_from_proto(response.schedule)
+
+    async def list_schedules(self, limit: int | None = None) -> AsyncIterator[Schedule]:
+        """Iterates over the schedules by name, fetching pages as needed."""
+        request = jobs_pb2.ListSchedulesRequest()
+        async for proto in self._pages(self._service().ListSchedules, request, "schedules", limit):
+            yield _convert.schedule_from_proto(proto)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Pauses a schedule: no tick fires until it is resumed."""
+        response = await self._call(
+            self._service().PauseSchedule, jobs_pb2.PauseScheduleRequest(name=name)
+        )
+        return _convert.schedule_from_proto(response.schedule)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Resumes a schedule from its next tick."""
+        response = await self._call(
+            self._service().ResumeSchedule, jobs_pb2.ResumeScheduleRequest(name=name)
+        )
+        return _convert.schedule_from_proto(response.schedule)
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Deletes a schedule (its jobs stay); False if there was none."""
+        response = await self._call(
+            self._service().DeleteSchedule, jobs_pb2.DeleteScheduleRequest(name=name)
+        )
+        return response.deleted
+
+    async def trigger_schedule(self, name: str) -> tuple[ScheduleFiring, Job | None]:
+        """Fires a schedule now; returns the firing and its job."""
+        response = await self._call(
+            self._service().TriggerSchedule, jobs_pb2.TriggerScheduleRequest(name=name)
+        )
+        job = _convert.job_from_proto(response.job) if response.HasField("job") else None
+        return _convert.firing_from_proto(response.firing), job
+
+    async def schedule_firings(self, name: str, limit: int = 100) -> list[ScheduleFiring]:
+        """A schedule's firings and missed ticks, newest first."""
+        response = await self._call(
+            self._service().ListScheduleFirings,
+            jobs_pb2.ListScheduleFiringsRequest(name=name, limit=limit),
+        )
+        return [_convert.firing_from_proto(f) for f in response.firings]
 
     async def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Returns a job with its per-stage progress and, when finished, its result."""

@@ -17,6 +17,8 @@ from coremachine_sdk._models import (
     JobEvent,
     JobStatus,
     JobType,
+    Schedule,
+    ScheduleFiring,
     Stage,
     Task,
     TaskStatus,
@@ -131,9 +133,11 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         created_at=_time(job, "created_at"),
         updated_at=_time(job, "updated_at"),
         completed_at=_time(job, "completed_at"),
+        waiting=job.waiting or None,
+        priority=job.priority,
+        not_before=_time(job, "not_before"),
         stages=tuple(stage_from_proto(s) for s in job.stages),
         definition=job.definition,
-        waiting=job.waiting or None,
     )
 
 
@@ -211,4 +215,65 @@ def diagnosis_from_proto(diagnosis: common_pb2.JobDiagnosis) -> Diagnosis:
         summary=diagnosis.summary,
         reasons=tuple(DiagnosisReason(r.code, r.message) for r in diagnosis.reasons),
         details=details,
+    )
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """A timestamp for the wire; a naive datetime is refused (which zone?)."""
+    if value.tzinfo is None:
+        raise InvalidParameters("give the datetime a time zone", field="not_before")
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def schedule_to_proto(schedule: Schedule) -> jobs_pb2.Schedule:
+    return jobs_pb2.Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters=parameters_to_struct(schedule.parameters),
+        cron=schedule.cron or "",
+        timezone=schedule.timezone,
+        interval_seconds=schedule.interval_seconds or 0.0,
+        catch_up=schedule.catch_up,
+        catch_up_limit=schedule.catch_up_limit,
+        grace_seconds=schedule.grace_seconds,
+        overlap=schedule.overlap,
+        priority=schedule.priority,
+        paused=schedule.paused,
+        description=schedule.description,
+    )
+
+
+def schedule_from_proto(schedule: jobs_pb2.Schedule) -> Schedule:
+    return Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters=_struct(schedule.parameters),
+        cron=schedule.cron or None,
+        timezone=schedule.timezone,
+        interval_seconds=schedule.interval_seconds or None,
+        catch_up=schedule.catch_up,
+        catch_up_limit=schedule.catch_up_limit,
+        grace_seconds=schedule.grace_seconds,
+        overlap=schedule.overlap,
+        priority=schedule.priority,
+        paused=schedule.paused,
+        description=schedule.description,
+        next_fire_at=_time(schedule, "next_fire_at"),
+        created_at=_time(schedule, "created_at"),
+        updated_at=_time(schedule, "updated_at"),
+    )
+
+
+def firing_from_proto(firing: jobs_pb2.ScheduleFiring) -> ScheduleFiring:
+    return ScheduleFiring(
+        tick_at=_time(firing, "tick_at"),
+        kind=firing.kind,
+        outcome=firing.outcome,
+        job_id=firing.job_id or None,
+        detail=firing.detail or None,
+        missed_count=firing.missed_count,
+        missed_until=_time(firing, "missed_until"),
+        created_at=_time(firing, "created_at"),
     )

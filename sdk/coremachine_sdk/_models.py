@@ -92,8 +92,14 @@ class Job:
     stages: tuple[Stage, ...] = ()
     # Fingerprint of the job type's definition the job runs with.
     definition: str = ""
-    # Why the job does not move, when something holds it (None otherwise).
+    # Why the job does not move, if something holds it (no orchestrator serves its
+    # definition, no live worker its queue, its start time, a running limit, tasks
+    # waiting for a concurrency key or a rate limit).
     waiting: str | None = None
+    # 0..9, higher first; 5 is normal.
+    priority: int = 5
+    # It does not start before this time.
+    not_before: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -194,3 +200,44 @@ class Diagnosis:
     def codes(self) -> list[str]:
         """The reasons' codes, in order."""
         return [r.code for r in self.reasons]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job type and parameters fired on a cron expression or an interval."""
+
+    name: str
+    job_type: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # 5 fields, or 6 with seconds first; or interval_seconds.
+    cron: str | None = None
+    timezone: str = "UTC"
+    interval_seconds: float | None = None
+    # After downtime: "skip", "run_once" or "run_each" (the latest catch_up_limit).
+    catch_up: str = "skip"
+    catch_up_limit: int = 10
+    grace_seconds: float = 60.0
+    # When the previous run is still going: "skip", "allow" or "cancel_previous".
+    overlap: str = "skip"
+    priority: int = 5
+    paused: bool = False
+    description: str = ""
+    next_fire_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleFiring:
+    """One firing of a schedule (or ticks missed), with its job."""
+
+    tick_at: datetime | None
+    # "tick", "catch_up" or "manual".
+    kind: str
+    # "pending", "submitted", "failed", "skipped" or "missed".
+    outcome: str
+    job_id: str | None = None
+    detail: str | None = None
+    missed_count: int = 0
+    missed_until: datetime | None = None
+    created_at: datetime | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 
 from coremachine_sdk._async_client import AsyncClient
@@ -20,6 +21,8 @@ from coremachine_sdk._models import (
     JobEvent,
     JobStatus,
     JobType,
+    Schedule,
+    ScheduleFiring,
     Task,
     TaskStatus,
     Worker,
@@ -121,6 +124,51 @@ class Client:
     def submit(self, job_type: str, /, **parameters: Any) -> Job:
         """Submits a job; the same type and parameters return the existing job."""
         return self._runner.run(self._async.submit(job_type, **parameters))
+
+    def submit_job(
+        self,
+        job_type: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        not_before: datetime | None = None,
+    ) -> Job:
+        """Submits a job with a priority (0..9, higher first) and/or a start time."""
+        return self._runner.run(
+            self._async.submit_job(job_type, parameters, priority=priority, not_before=not_before)
+        )
+
+    def create_schedule(self, schedule: Schedule) -> Schedule:
+        """Creates a schedule (its parameters are validated now); Conflict if the name exists."""
+        return self._runner.run(self._async.create_schedule(schedule))
+
+    def get_schedule(self, name: str) -> Schedule:
+        """One schedule, with its next tick."""
+        return self._runner.run(self._async.get_schedule(name))
+
+    def list_schedules(self, limit: int | None = None) -> Iterator[Schedule]:
+        """Iterates over the schedules by name."""
+        return self._runner.iterate(self._async.list_schedules(limit))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Pauses a schedule: no tick fires until it is resumed."""
+        return self._runner.run(self._async.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Resumes a schedule from its next tick."""
+        return self._runner.run(self._async.resume_schedule(name))
+
+    def delete_schedule(self, name: str) -> bool:
+        """Deletes a schedule (its jobs stay); False if there was none."""
+        return self._runner.run(self._async.delete_schedule(name))
+
+    def trigger_schedule(self, name: str) -> tuple[ScheduleFiring, Job | None]:
+        """Fires a schedule now; returns the firing and its job."""
+        return self._runner.run(self._async.trigger_schedule(name))
+
+    def schedule_firings(self, name: str, limit: int = 100) -> list[ScheduleFiring]:
+        """A schedule's firings and missed ticks, newest first."""
+        return self._runner.run(self._async.schedule_firings(name, limit))
 
     def get(self, job_id: str) -> Job:
         """Returns a job with its per-stage progress and, when finished, its result."""

@@ -7,11 +7,13 @@ A concrete module subclasses `StateClientContract` and provides the fixture
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
 import pytest
 
+from coremachine.shared.domain.ids import scheduled_job_id
 from coremachine.shared.domain.jobs import (
     JobTypeDefinition,
     NewJob,
@@ -20,6 +22,7 @@ from coremachine.shared.domain.jobs import (
     StagePolicy,
 )
 from coremachine.shared.domain.retry import RetryPolicy
+from coremachine.shared.domain.schedules import Schedule
 from coremachine.shared.domain.statuses import JobStatus, StageStatus, TaskStatus
 from coremachine.shared.domain.tasks import (
     ProgressReport,
@@ -28,7 +31,7 @@ from coremachine.shared.domain.tasks import (
     TaskOutcome,
     WorkerInfo,
 )
-from coremachine.shared.errors import InvalidArgument, NotFound
+from coremachine.shared.errors import Conflict, InvalidArgument, NotFound
 from coremachine.shared.messages import StageReady
 from coremachine.shared.state_client import StateClient
 
@@ -275,3 +278,36 @@ class StateClientContract:
         await client.heartbeat_worker(
             WorkerInfo("w-1", "host", ("tasks",), ("noop",), 4), 15, stopping=True
         )
+
+    async def test_a_schedule_fires_each_tick_once_under_its_derived_job_id(
+        self, client: StateClient
+    ):
+        schedule = await client.create_schedule(
+            Schedule(name="every-second", job_type="contract", cron="* * * * * *")
+        )
+        assert schedule.next_fire_at is not None and schedule.uid
+        with pytest.raises(Conflict):
+            await client.create_schedule(
+                Schedule(name="every-second", job_type="contract", cron="* * * * * *")
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            firings, wait = await client.claim_due_firings("orch-a", ["contract"], 10, 30)
+            if firings:
+                break
+            assert loop.time() < deadline, "no tick fired"
+            await asyncio.sleep(min(wait or 0.05, 0.2))
+        [firing] = firings
+        assert firing.kind == "tick" and firing.outcome == "pending"
+        assert firing.job_id == scheduled_job_id(schedule.uid, firing.tick_at)
+        assert firing.job_type == "contract"
+        # Nobody else gets the same tick; recording it works once.
+        again, _ = await client.claim_due_firings("orch-b", ["contract"], 10, 30)
+        assert firing.tick_at not in [f.tick_at for f in again]
+        assert await client.record_firing(firing, "submitted", firing.job_id)
+        assert not await client.record_firing(firing, "submitted", firing.job_id)
+        # Other job types' schedules are not handed out.
+        assert (await client.claim_due_firings("orch-c", ["other"], 10, 30)) == ([], None)
+        manual = await client.trigger_schedule("every-second", "orch-a", 30)
+        assert manual.kind == "manual" and manual.job_id != firing.job_id

@@ -56,6 +56,7 @@ KNOWN_SETTINGS = {
     "BROKER_MAX_DELIVERY_COUNT",
     "SERVICEBUS_CONNECTION_STRING",
     "SERVICEBUS_NAMESPACE",
+    "SERVICEBUS_PRIORITY_BANDS",
     "JOBS_QUEUE",
     "TASKS_QUEUE",
     "ORCHESTRATOR_GRPC_PORT",
@@ -345,12 +346,15 @@ def test_compose_servicebus_override_switches_the_broker(compose_servicebus: dic
         assert "servicebus-emulator" in services[name]["depends_on"], name
 
 
-def test_emulator_declares_the_two_queues(compose: dict[str, Any]) -> None:
+def test_emulator_declares_the_two_queues_and_their_bands(compose: dict[str, Any]) -> None:
     config = json.loads(EMULATOR_CONFIG.read_text())
     _validate_json_schema(config, "servicebus-emulator-config")
     queues = {q["Name"]: q["Properties"] for q in config["UserConfig"]["Namespaces"][0]["Queues"]}
     state_env = _env(compose["services"]["state"])
-    assert set(queues) == {state_env["JOBS_QUEUE"], state_env["TASKS_QUEUE"]} == {"jobs", "tasks"}
+    assert {state_env["JOBS_QUEUE"], state_env["TASKS_QUEUE"]} == {"jobs", "tasks"}
+    assert set(queues) == {
+        f"{q}{band}" for q in ("jobs", "tasks") for band in ("", "-high", "-low")
+    }
     for name, props in queues.items():
         assert props["LockDuration"] == "PT1M", name
         assert props["MaxDeliveryCount"] == 10, name
@@ -491,15 +495,18 @@ def test_keda_scales_the_worker_on_the_tasks_queue(manifests: list[dict[str, Any
     assert scaled["spec"].get("minReplicaCount", 0) >= 1
 
     config = _configmap(manifests)
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "azure-servicebus"
-    assert trigger["metadata"]["queueName"] == config["TASKS_QUEUE"] == "tasks"
-    assert (
-        f"{trigger['metadata']['namespace']}.servicebus.windows.net"
-        == (config["SERVICEBUS_NAMESPACE"])
-    )
-    auth = _one(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    assert auth["spec"]["podIdentity"]["provider"] == "azure-workload"
+    triggers = scaled["spec"]["triggers"]
+    assert config["TASKS_QUEUE"] == "tasks" and config["SERVICEBUS_PRIORITY_BANDS"] == "true"
+    # The tasks queue and its priority bands (docs/flow-control.md).
+    assert [t["metadata"]["queueName"] for t in triggers] == ["tasks", "tasks-high", "tasks-low"]
+    for trigger in triggers:
+        assert trigger["type"] == "azure-servicebus"
+        assert (
+            f"{trigger['metadata']['namespace']}.servicebus.windows.net"
+            == (config["SERVICEBUS_NAMESPACE"])
+        )
+        auth = _one(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        assert auth["spec"]["podIdentity"]["provider"] == "azure-workload"
 
 
 POOL_FILES = sorted((K8S / "pools").glob("*.yaml"))
@@ -535,7 +542,7 @@ def test_each_worker_pool_scales_on_its_own_queue(
 
 def test_provision_script_creates_a_queue_per_pool() -> None:
     text = PROVISION.read_text()
-    assert 'for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}"; do' in text
+    assert 'for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}"' in text
     assert 'POOL_QUEUES="${POOL_QUEUES:-}"' in text
     assert re.search(r'for pool in "\$\{POOLS\[@\]\}"; do\s+POOL_QUEUE_ID=', text)
 

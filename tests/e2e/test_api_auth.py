@@ -43,6 +43,14 @@ HTTP_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/job-types"): "reader",
     ("GET", "/api/job-types/{job_type}"): "reader",
     ("GET", "/api/health"): None,
+    ("POST", "/api/schedules"): "submitter",
+    ("GET", "/api/schedules"): "reader",
+    ("GET", "/api/schedules/{name}"): "reader",
+    ("GET", "/api/schedules/{name}/firings"): "reader",
+    ("POST", "/api/schedules/{name}/pause"): "submitter",
+    ("POST", "/api/schedules/{name}/resume"): "submitter",
+    ("POST", "/api/schedules/{name}/trigger"): "submitter",
+    ("DELETE", "/api/schedules/{name}"): "submitter",
 }
 GRPC_ROLES = {
     "SubmitJob": "submitter",
@@ -55,7 +63,18 @@ GRPC_ROLES = {
     "ListJobTypes": "reader",
     "ListWorkers": "reader",
     "DiagnoseJob": "reader",
+    "CreateSchedule": "submitter",
+    "GetSchedule": "reader",
+    "ListSchedules": "reader",
+    "ListScheduleFirings": "reader",
+    "PauseSchedule": "submitter",
+    "ResumeSchedule": "submitter",
+    "TriggerSchedule": "submitter",
+    "DeleteSchedule": "submitter",
 }
+# A yearly schedule (it never ticks during the test) the schedule routes act on.
+SCHEDULE = "auth-yearly"
+YEARLY = {"job_type": "hello_world", "parameters": {"n": 1}, "cron": "0 3 1 1 *"}
 
 
 @dataclass
@@ -75,6 +94,8 @@ def jobs(stack) -> Iterator[Jobs]:
         for job_id in (running, cancelled):
             wait_until(lambda j=job_id: db_job_status(stack, j) == "processing", "job start")
         assert http.post(f"/api/jobs/{cancelled}/cancel").json()["changed"]
+        for name in (SCHEDULE, "auth-doomed"):
+            http.post("/api/schedules", json={"name": name, **YEARLY}).raise_for_status()
     yield Jobs(running, cancelled)
     stack.restart("worker")
 
@@ -88,7 +109,10 @@ def snapshot(stack) -> tuple:
         tasks = conn.execute(
             "SELECT task_id, status::text, attempt FROM coremachine.tasks ORDER BY task_id"
         ).fetchall()
-    return jobs, tasks
+        schedules = conn.execute(
+            "SELECT name, paused FROM coremachine.schedules ORDER BY name"
+        ).fetchall()
+    return jobs, tasks, schedules
 
 
 def http_request(method: str, path: str, jobs: Jobs) -> dict[str, Any]:
@@ -97,8 +121,11 @@ def http_request(method: str, path: str, jobs: Jobs) -> dict[str, Any]:
     if path.endswith("/events"):
         job_id = jobs.cancelled  # terminal: an accepted stream ends
     url = path.replace("{job_id}", job_id).replace("{job_type}", "hello_world")
+    url = url.replace("{name}", SCHEDULE)
     request: dict[str, Any] = {"method": method, "url": url}
-    if path == "/api/jobs/submit/{job_type}":
+    if path == "/api/schedules" and method == "POST":
+        request["json"] = {"name": "auth-created", **YEARLY}
+    elif path == "/api/jobs/submit/{job_type}":
         request["json"] = {"n": 1, "message": "auth: should never exist"}
     elif path == "/api/db/schema/redeploy":
         request["params"] = {"confirm": "yes"}
@@ -178,6 +205,11 @@ def test_the_required_role_and_every_higher_one_get_through(stack, jobs):
             ("POST", "/api/jobs/{job_id}/resubmit", 200),
             ("POST", "/api/monitor/poison", 200),
             ("POST", "/api/jobs/submit/{job_type}", 202),
+            ("POST", "/api/schedules", 201),
+            ("POST", "/api/schedules/{name}/pause", 200),
+            ("POST", "/api/schedules/{name}/resume", 200),
+            ("POST", "/api/schedules/{name}/trigger", 200),
+            ("DELETE", "/api/schedules/{name}", 200),
         ]
         for method, path, status in cases:
             key = stack.api_keys[HTTP_ROLES[(method, path)]]
@@ -223,6 +255,35 @@ def grpc_calls(client: jobs_pb2_grpc.JobServiceStub, jobs: Jobs) -> dict[str, An
         "ListWorkers": lambda md: client.ListWorkers(jobs_pb2.ListWorkersRequest(), metadata=md),
         "DiagnoseJob": lambda md: client.DiagnoseJob(
             jobs_pb2.DiagnoseJobRequest(job_id=jobs.running), metadata=md
+        ),
+        "CreateSchedule": lambda md: client.CreateSchedule(
+            jobs_pb2.CreateScheduleRequest(
+                schedule=jobs_pb2.Schedule(
+                    name="auth-grpc-created", job_type="hello_world", cron="0 3 1 1 *"
+                )
+            ),
+            metadata=md,
+        ),
+        "GetSchedule": lambda md: client.GetSchedule(
+            jobs_pb2.GetScheduleRequest(name="auth-doomed"), metadata=md
+        ),
+        "ListSchedules": lambda md: client.ListSchedules(
+            jobs_pb2.ListSchedulesRequest(), metadata=md
+        ),
+        "ListScheduleFirings": lambda md: client.ListScheduleFirings(
+            jobs_pb2.ListScheduleFiringsRequest(name="auth-doomed"), metadata=md
+        ),
+        "PauseSchedule": lambda md: client.PauseSchedule(
+            jobs_pb2.PauseScheduleRequest(name="auth-doomed"), metadata=md
+        ),
+        "ResumeSchedule": lambda md: client.ResumeSchedule(
+            jobs_pb2.ResumeScheduleRequest(name="auth-doomed"), metadata=md
+        ),
+        "TriggerSchedule": lambda md: client.TriggerSchedule(
+            jobs_pb2.TriggerScheduleRequest(name="auth-doomed"), metadata=md
+        ),
+        "DeleteSchedule": lambda md: client.DeleteSchedule(
+            jobs_pb2.DeleteScheduleRequest(name="auth-doomed"), metadata=md
         ),
     }
 

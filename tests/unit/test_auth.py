@@ -176,6 +176,14 @@ def test_every_jobservice_rpc_declares_its_role():
         "ListJobTypes": Role.READER,
         "ListWorkers": Role.READER,
         "DiagnoseJob": Role.READER,
+        "CreateSchedule": Role.SUBMITTER,
+        "PauseSchedule": Role.SUBMITTER,
+        "ResumeSchedule": Role.SUBMITTER,
+        "DeleteSchedule": Role.SUBMITTER,
+        "TriggerSchedule": Role.SUBMITTER,
+        "GetSchedule": Role.READER,
+        "ListSchedules": Role.READER,
+        "ListScheduleFirings": Role.READER,
     }
     service = jobs_pb2.DESCRIPTOR.services_by_name["JobService"]
     assert {m.name for m in service.methods} == set(expected)

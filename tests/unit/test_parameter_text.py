@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coremachine.services.orchestrator.servicer import _nul_character_at
+from coremachine.services.orchestrator.parameters import _nul_character_at
 
 
 def test_finds_nul_characters_in_nested_values_and_keys():

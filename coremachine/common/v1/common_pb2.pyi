@@ -65,7 +65,7 @@ class StageProgress(_message.Message):
     def __init__(self, stage: _Optional[int] = ..., status: _Optional[str] = ..., task_count: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., remaining: _Optional[int] = ..., queue: _Optional[str] = ..., last_progress_json: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters_json", "result_json", "error", "created_at", "updated_at", "completed_at", "stages", "stage_results_json", "definition", "waiting")
+    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters_json", "result_json", "error", "created_at", "updated_at", "completed_at", "stages", "stage_results_json", "definition", "waiting", "priority", "not_before")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,8 @@ class Job(_message.Message):
     STAGE_RESULTS_JSON_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     status: JobStatus
@@ -96,7 +98,9 @@ class Job(_message.Message):
     stage_results_json: bytes
     definition: str
     waiting: str
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., stage_results_json: _Optional[bytes] = ..., definition: _Optional[str] = ..., waiting: _Optional[str] = ...) -> None: ...
+    priority: int
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., stage_results_json: _Optional[bytes] = ..., definition: _Optional[str] = ..., waiting: _Optional[str] = ..., priority: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("task_id", "job_id", "job_type", "task_type", "stage", "task_index", "status", "parameters_json", "result_json", "error", "attempt", "max_attempts", "created_at", "updated_at", "started_at", "completed_at", "progress_json", "worker_id")
@@ -315,3 +319,71 @@ class JanitorSweep(_message.Message):
     stages_advanced: int
     overdue: bool
     def __init__(self, holder: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., leases_reclaimed: _Optional[int] = ..., stages_advanced: _Optional[int] = ..., overdue: _Optional[bool] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("name", "job_type", "parameters_json", "priority", "cron", "timezone", "interval_seconds", "catch_up", "catch_up_limit", "grace_seconds", "overlap", "paused", "description", "next_fire_at", "created_at", "updated_at", "uid")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    job_type: str
+    parameters_json: bytes
+    priority: int
+    cron: str
+    timezone: str
+    interval_seconds: float
+    catch_up: str
+    catch_up_limit: int
+    grace_seconds: float
+    overlap: str
+    paused: bool
+    description: str
+    next_fire_at: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    uid: str
+    def __init__(self, name: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., priority: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., interval_seconds: _Optional[float] = ..., catch_up: _Optional[str] = ..., catch_up_limit: _Optional[int] = ..., grace_seconds: _Optional[float] = ..., overlap: _Optional[str] = ..., paused: _Optional[bool] = ..., description: _Optional[str] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uid: _Optional[str] = ...) -> None: ...
+
+class ScheduleFiring(_message.Message):
+    __slots__ = ("schedule", "tick_at", "kind", "outcome", "job_id", "detail", "missed_count", "missed_until", "created_at", "updated_at", "job_type", "parameters_json", "priority")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TICK_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    MISSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MISSED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    schedule: str
+    tick_at: _timestamp_pb2.Timestamp
+    kind: str
+    outcome: str
+    job_id: str
+    detail: str
+    missed_count: int
+    missed_until: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    job_type: str
+    parameters_json: bytes
+    priority: int
+    def __init__(self, schedule: _Optional[str] = ..., tick_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., outcome: _Optional[str] = ..., job_id: _Optional[str] = ..., detail: _Optional[str] = ..., missed_count: _Optional[int] = ..., missed_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., priority: _Optional[int] = ...) -> None: ...

@@ -86,6 +86,46 @@ class JobServiceStub:
                 request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.SerializeToString,
                 response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/CreateSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/GetSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListSchedules',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/PauseSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ResumeSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/DeleteSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/TriggerSchedule',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListScheduleFirings = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListScheduleFirings',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -163,6 +203,62 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a schedule: a job type and parameters on a cron expression or an interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Returns one schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists the schedules by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule: no tick fires until it is resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a paused schedule from its next tick.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule (the jobs it fired stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Fires a schedule now, outside its ticks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScheduleFirings(self, request, context):
+        """A schedule's firings and missed ticks, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +311,46 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DiagnoseJob,
                     request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.FromString,
                     response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleResponse.SerializeToString,
+            ),
+            'ListScheduleFirings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScheduleFirings,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +625,222 @@ class JobService:
             '/coremachine.jobs.v1.JobService/DiagnoseJob',
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.SerializeToString,
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/CreateSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/GetSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListSchedules',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/PauseSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ResumeSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/DeleteSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/TriggerSchedule',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScheduleFirings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListScheduleFirings',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListScheduleFiringsResponse.FromString,
             options,
             channel_credentials,
             insecure,

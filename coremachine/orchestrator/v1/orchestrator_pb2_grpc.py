@@ -51,6 +51,16 @@ class OrchestratorServiceStub:
                 request_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.SerializeToString,
                 response_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/coremachine.orchestrator.v1.OrchestratorService/CreateSchedule',
+                request_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/coremachine.orchestrator.v1.OrchestratorService/TriggerSchedule',
+                request_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -80,6 +90,20 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Validates a schedule's job type and parameters, then creates it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Fires a schedule now: submits its job and records the firing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +121,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.RebaseJob,
                     request_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.FromString,
                     response_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +216,60 @@ class OrchestratorService:
             '/coremachine.orchestrator.v1.OrchestratorService/RebaseJob',
             coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.SerializeToString,
             coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.orchestrator.v1.OrchestratorService/CreateSchedule',
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleRequest.SerializeToString,
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.orchestrator.v1.OrchestratorService/TriggerSchedule',
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleRequest.SerializeToString,
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.TriggerScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ Each method is one internal RPC. Failures come back as shared.errors
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,13 +65,70 @@ class Backends:
     # -- orchestrator ----------------------------------------------------------
 
     async def submit(
-        self, job_type: str, parameters_json: bytes
+        self,
+        job_type: str,
+        parameters_json: bytes,
+        priority: int | None = None,
+        not_before: dt.datetime | None = None,
     ) -> orchestrator_pb2.SubmitJobResponse:
-        return await _call(
-            self.orchestrator.SubmitJob,
-            orchestrator_pb2.SubmitJobRequest(job_type=job_type, parameters_json=parameters_json),
+        request = orchestrator_pb2.SubmitJobRequest(
+            job_type=job_type, parameters_json=parameters_json, priority=priority
+        )
+        if not_before is not None:
+            request.not_before.FromDatetime(not_before)
+        return await _call(self.orchestrator.SubmitJob, request, _WRITE_TIMEOUT)
+
+    # -- schedules -------------------------------------------------------------
+
+    async def create_schedule(self, schedule: common_pb2.Schedule) -> common_pb2.Schedule:
+        response = await _call(
+            self.orchestrator.CreateSchedule,
+            orchestrator_pb2.CreateScheduleRequest(schedule=schedule),
             _WRITE_TIMEOUT,
         )
+        return response.schedule
+
+    async def trigger_schedule(self, name: str) -> orchestrator_pb2.TriggerScheduleResponse:
+        return await _call(
+            self.orchestrator.TriggerSchedule,
+            orchestrator_pb2.TriggerScheduleRequest(name=name),
+            _WRITE_TIMEOUT,
+        )
+
+    async def get_schedule(self, name: str) -> common_pb2.Schedule:
+        response = await _call(
+            self.state.GetSchedule, state_pb2.GetScheduleRequest(name=name), _READ_TIMEOUT
+        )
+        return response.schedule
+
+    async def list_schedules(self, limit: int, page_token: str) -> state_pb2.ListSchedulesResponse:
+        return await _call(
+            self.state.ListSchedules,
+            state_pb2.ListSchedulesRequest(limit=limit, page_token=page_token),
+            _READ_TIMEOUT,
+        )
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> common_pb2.Schedule:
+        response = await _call(
+            self.state.SetSchedulePaused,
+            state_pb2.SetSchedulePausedRequest(name=name, paused=paused),
+            _WRITE_TIMEOUT,
+        )
+        return response.schedule
+
+    async def delete_schedule(self, name: str) -> bool:
+        response = await _call(
+            self.state.DeleteSchedule, state_pb2.DeleteScheduleRequest(name=name), _WRITE_TIMEOUT
+        )
+        return response.deleted
+
+    async def schedule_firings(self, name: str, limit: int) -> list[common_pb2.ScheduleFiring]:
+        response = await _call(
+            self.state.ListFirings,
+            state_pb2.ListFiringsRequest(name=name, limit=limit),
+            _READ_TIMEOUT,
+        )
+        return list(response.firings)
 
     async def job_types(self, timeout: float = _READ_TIMEOUT) -> list[orchestrator_pb2.JobTypeInfo]:
         response = await _call(

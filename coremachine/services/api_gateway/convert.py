@@ -11,6 +11,7 @@ from google.protobuf import json_format, struct_pb2
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2
 from coremachine.orchestrator.v1 import orchestrator_pb2
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 from coremachine.shared.status_codes import (
     JOB_TO_PROTO,
     TASK_TO_PROTO,
@@ -60,6 +61,8 @@ def job_to_json(job: common_pb2.Job, *, stage_results: bool = False) -> dict[str
         "error": job.error or None,
         "definition": job.definition or None,
         "waiting": job.waiting or None,
+        "priority": job.priority,
+        "not_before": _iso(job.not_before, job.HasField("not_before")),
         "created_at": _iso(job.created_at, job.HasField("created_at")),
         "updated_at": _iso(job.updated_at, job.HasField("updated_at")),
         "completed_at": _iso(job.completed_at, job.HasField("completed_at")),
@@ -159,8 +162,9 @@ def job_to_public(job: common_pb2.Job) -> jobs_pb2.Job:
         ],
         definition=job.definition,
         waiting=job.waiting,
+        priority=job.priority,
     )
-    for name in ("created_at", "updated_at", "completed_at"):
+    for name in ("created_at", "updated_at", "completed_at", "not_before"):
         if job.HasField(name):
             getattr(public, name).CopyFrom(getattr(job, name))
     if (params := _struct(job.parameters_json)) is not None:
@@ -298,3 +302,72 @@ def diagnosis_to_json(diagnosis: common_pb2.JobDiagnosis) -> dict[str, Any]:
     )
     body["status"] = job_status_name(diagnosis.status)
     return body
+
+
+# -- schedules ----------------------------------------------------------------
+
+_SCHEDULE_FIELDS = (
+    "name", "job_type", "cron", "timezone", "interval_seconds", "catch_up", "catch_up_limit",
+    "grace_seconds", "overlap", "paused", "description",
+)  # fmt: skip
+
+
+def schedule_to_json(schedule: common_pb2.Schedule) -> dict[str, Any]:
+    body: dict[str, Any] = {name: getattr(schedule, name) for name in _SCHEDULE_FIELDS}
+    body["cron"] = schedule.cron or None
+    body["interval_seconds"] = schedule.interval_seconds or None
+    body["parameters"] = _loads(schedule.parameters_json) or {}
+    body["priority"] = schedule.priority
+    for name in ("next_fire_at", "created_at", "updated_at"):
+        body[name] = _iso(getattr(schedule, name), schedule.HasField(name))
+    return body
+
+
+def firing_to_json(firing: common_pb2.ScheduleFiring) -> dict[str, Any]:
+    return {
+        "tick_at": _iso(firing.tick_at, firing.HasField("tick_at")),
+        "kind": firing.kind,
+        "outcome": firing.outcome,
+        "job_id": firing.job_id or None,
+        "detail": firing.detail or None,
+        "missed_count": firing.missed_count or None,
+        "missed_until": _iso(firing.missed_until, firing.HasField("missed_until")),
+        "created_at": _iso(firing.created_at, firing.HasField("created_at")),
+    }
+
+
+def schedule_to_public(schedule: common_pb2.Schedule) -> jobs_pb2.Schedule:
+    public = jobs_pb2.Schedule(
+        **{name: getattr(schedule, name) for name in _SCHEDULE_FIELDS},
+        priority=schedule.priority,
+    )
+    if (params := _struct(schedule.parameters_json)) is not None:
+        public.parameters.CopyFrom(params)
+    for name in ("next_fire_at", "created_at", "updated_at"):
+        if schedule.HasField(name):
+            getattr(public, name).CopyFrom(getattr(schedule, name))
+    return public
+
+
+def firing_to_public(firing: common_pb2.ScheduleFiring) -> jobs_pb2.ScheduleFiring:
+    public = jobs_pb2.ScheduleFiring(
+        kind=firing.kind,
+        outcome=firing.outcome,
+        job_id=firing.job_id,
+        detail=firing.detail,
+        missed_count=firing.missed_count,
+    )
+    for name in ("tick_at", "missed_until", "created_at"):
+        if firing.HasField(name):
+            getattr(public, name).CopyFrom(getattr(firing, name))
+    return public
+
+
+def schedule_from_public(schedule: jobs_pb2.Schedule) -> common_pb2.Schedule:
+    """A public schedule as the internal API carries it (unset priority: 5)."""
+    internal = common_pb2.Schedule(
+        **{name: getattr(schedule, name) for name in _SCHEDULE_FIELDS},
+        parameters_json=json.dumps(struct_to_dict(schedule.parameters)).encode(),
+        priority=schedule.priority if schedule.HasField("priority") else DEFAULT_PRIORITY,
+    )
+    return internal

@@ -28,6 +28,7 @@ from coremachine.services.api_gateway.routes_db import db_router
 from coremachine.services.api_gateway.routes_job_types import job_types_router
 from coremachine.services.api_gateway.routes_jobs import jobs_router
 from coremachine.services.api_gateway.routes_monitor import monitor_router
+from coremachine.services.api_gateway.routes_schedules import schedules_router
 from coremachine.services.api_gateway.routes_workers import workers_router
 from coremachine.shared.errors import CoreMachineError
 
@@ -49,8 +50,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "Bad input; the message names the field",
         401: "No API key, or an unknown one",
         403: "The key's role does not allow this",
-        404: "No such job (or route)",
-        409: "The job's state does not allow this",
+        404: "No such job or schedule (or route)",
+        409: "The job's state does not allow this (or the schedule exists)",
         413: "Request body too large",
     }.items()
 }
@@ -96,6 +97,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.metrics)
     install_error_handlers(app)
     app.include_router(jobs_router(ctx))
+    app.include_router(schedules_router(ctx))
     app.include_router(job_types_router(ctx))
     app.include_router(db_router(ctx))
     app.include_router(monitor_router(ctx, list(queues)))

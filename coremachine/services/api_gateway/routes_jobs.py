@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Annotated, Any
 
@@ -60,13 +61,25 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
     async def submit_job(
         request: Request,
         job_type: Annotated[str, Path(pattern=JOB_TYPE_PATTERN, examples=["hello_world"])],
+        priority: Annotated[
+            int | None,
+            Query(ge=0, le=9, description="0..9, higher first (default: the job type's, else 5)"),
+        ] = None,
+        not_before: Annotated[
+            dt.datetime | None,
+            Query(description="the job waits, queued, until this time (ISO 8601 with a zone)"),
+        ] = None,
         principal: Principal = submitter,
         _q: None = QueryCheck,
     ) -> JSONResponse:
         """Submits a job. 202 for a new job; 200 with the existing job for the same parameters."""
         # Any Content-Type is read as JSON: `curl -d` sends form encoding by default.
         parameters = parse_parameters(await request.body(), ctx.parameter_limits)
-        response = await ctx.backends.submit(job_type, json.dumps(parameters).encode())
+        if not_before is not None and not_before.tzinfo is None:
+            raise InvalidArgument("not_before: give a time zone (e.g. Z)", "not_before")
+        response = await ctx.backends.submit(
+            job_type, json.dumps(parameters).encode(), priority, not_before
+        )
         ctx.metrics.submitted.labels(response.job.job_type, str(response.created).lower()).inc()
         return JSONResponse(
             status_code=202 if response.created else 200,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,8 +16,11 @@ from coremachine.services.api_gateway.auth import Authenticator, Role
 from coremachine.services.api_gateway.backends import Backends
 from coremachine.services.api_gateway.convert import (
     event_to_public,
+    firing_to_public,
     job_to_public,
     job_type_to_public,
+    schedule_from_public,
+    schedule_to_public,
     struct_to_dict,
     task_to_public,
     worker_to_public,
@@ -29,8 +34,20 @@ from coremachine.services.api_gateway.http_context import check_job_id
 from coremachine.services.api_gateway.metrics import GatewayMetrics
 from coremachine.services.api_gateway.params import ParameterLimits, check_parameters
 from coremachine.services.api_gateway.sse import StreamEnd, job_events
+from coremachine.shared.domain.schedules import SCHEDULE_NAME_PATTERN
 from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.grpc_errors import map_errors
+
+_SCHEDULE_NAME = re.compile(SCHEDULE_NAME_PATTERN)
+
+
+def _name(name: str) -> str:
+    """A schedule name of the right shape (anything else cannot exist: bad input)."""
+    if not _SCHEDULE_NAME.match(name):
+        raise InvalidArgument(
+            "name: lower-case letters, digits, '_', '-', '.', starting with a letter", "name"
+        )
+    return name
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -65,7 +82,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise InvalidArgument("job_type is required", "job_type")
         parameters = struct_to_dict(request.parameters)
         check_parameters(parameters, self.parameter_limits, "parameters")
-        response = await self.backends.submit(request.job_type, json.dumps(parameters).encode())
+        response = await self.backends.submit(
+            request.job_type,
+            json.dumps(parameters).encode(),
+            request.priority if request.HasField("priority") else None,
+            request.not_before.ToDatetime(tzinfo=dt.UTC)
+            if request.HasField("not_before")
+            else None,
+        )
         self.metrics.submitted.labels(response.job.job_type, str(response.created).lower()).inc()
         return jobs_pb2.SubmitJobResponse(job=job_to_public(response.job), created=response.created)
 
@@ -151,6 +175,69 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 return
             if item is not None:
                 yield jobs_pb2.WatchJobResponse(event=event_to_public(item))
+
+    # -- schedules -------------------------------------------------------------
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def CreateSchedule(self, request, context):
+        check_parameters(
+            struct_to_dict(request.schedule.parameters), self.parameter_limits, "parameters"
+        )
+        created = await self.backends.create_schedule(schedule_from_public(request.schedule))
+        return jobs_pb2.CreateScheduleResponse(schedule=schedule_to_public(created))
+
+    @map_errors
+    @requires(Role.READER)
+    async def GetSchedule(self, request, context):
+        found = await self.backends.get_schedule(_name(request.name))
+        return jobs_pb2.GetScheduleResponse(schedule=schedule_to_public(found))
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListSchedules(self, request, context):
+        response = await self.backends.list_schedules(
+            self._limit(request.limit), request.page_token
+        )
+        return jobs_pb2.ListSchedulesResponse(
+            schedules=[schedule_to_public(s) for s in response.schedules],
+            next_page_token=response.next_page_token,
+        )
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def PauseSchedule(self, request, context):
+        paused = await self.backends.set_schedule_paused(_name(request.name), True)
+        return jobs_pb2.PauseScheduleResponse(schedule=schedule_to_public(paused))
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def ResumeSchedule(self, request, context):
+        resumed = await self.backends.set_schedule_paused(_name(request.name), False)
+        return jobs_pb2.ResumeScheduleResponse(schedule=schedule_to_public(resumed))
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def DeleteSchedule(self, request, context):
+        deleted = await self.backends.delete_schedule(_name(request.name))
+        return jobs_pb2.DeleteScheduleResponse(deleted=deleted)
+
+    @map_errors
+    @requires(Role.SUBMITTER)
+    async def TriggerSchedule(self, request, context):
+        response = await self.backends.trigger_schedule(_name(request.name))
+        return jobs_pb2.TriggerScheduleResponse(
+            firing=firing_to_public(response.firing),
+            job=job_to_public(response.job) if response.HasField("job") else None,
+        )
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListScheduleFirings(self, request, context):
+        firings = await self.backends.schedule_firings(
+            _name(request.name), self._limit(request.limit)
+        )
+        return jobs_pb2.ListScheduleFiringsResponse(firings=[firing_to_public(f) for f in firings])
 
     @map_errors
     @requires(Role.READER)

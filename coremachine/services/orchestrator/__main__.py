@@ -28,11 +28,10 @@ async def serve(settings: OrchestratorSettings) -> None:
             }
         },
     )
-    await serve_until_signalled(
-        app.server,
-        background=[app.registration.run, app.consumer.run],
-        on_shutdown=app.close,
-    )
+    background = [app.registration.run, app.consumer.run]
+    if app.scheduler is not None:
+        background.append(app.scheduler.run)
+    await serve_until_signalled(app.server, background=background, on_shutdown=app.close)
 
 
 def main() -> None:

@@ -12,8 +12,10 @@ from coremachine.services.orchestrator.consumer import JobsConsumer
 from coremachine.services.orchestrator.metrics import OrchestratorMetrics
 from coremachine.services.orchestrator.planner import Planner, PlannerDefaults
 from coremachine.services.orchestrator.registration import Registration
+from coremachine.services.orchestrator.scheduler import Scheduler
 from coremachine.services.orchestrator.servicer import OrchestratorServicer
 from coremachine.services.orchestrator.settings import OrchestratorSettings
+from coremachine.services.orchestrator.submission import Submitter
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker
 from coremachine.shared.broker_factory import open_broker
@@ -38,6 +40,7 @@ class OrchestratorApp:
     server: GrpcServer
     consumer: JobsConsumer
     registration: Registration
+    scheduler: Scheduler | None
     broker: Broker
     state: GrpcStateClient
     blobs: BlobStore
@@ -100,6 +103,17 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         settings.registration_seconds,
         coremachine_version(),
     )
+    scheduler = (
+        Scheduler(
+            state,
+            Submitter(registry, state, planner),
+            settings.orchestrator_id,
+            poll_seconds=settings.scheduler_poll_seconds,
+            lease_seconds=settings.scheduler_lease_seconds,
+        )
+        if settings.scheduler_enabled
+        else None
+    )
     server = GrpcServer(
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
@@ -107,9 +121,9 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     )
     server.add(
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-        OrchestratorServicer(registry, state, planner),
+        OrchestratorServicer(registry, state, planner, scheduler),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
     return OrchestratorApp(
-        server, consumer, registration, broker, state, blobs, registry, telemetry
+        server, consumer, registration, scheduler, broker, state, blobs, registry, telemetry
     )

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from coremachine.app import AggregateContext, JobType, PlanContext, PreviousResult, Stage
+from coremachine.app._jobs import effective_rate_limit
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.claim_check import StagePayloads
 from coremachine.services.orchestrator.metrics import OrchestratorMetrics
 from coremachine.shared import tracing
-from coremachine.shared.domain.jobs import Job, NewTask, StagePlan, StagePolicy
+from coremachine.shared.domain.jobs import Job, NewTask, RateLimitPolicy, StagePlan, StagePolicy
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.statuses import JobStatus
 from coremachine.shared.job_summary import default_summary
@@ -189,15 +190,30 @@ class Planner:
         # retried), not a planning error that fails the job.
         encoded = await self.payloads.wrap_parameters(encoded, job_id=ctx.job_id, stage=ctx.stage)
         tasks = tuple(NewTask(i, spec.task_type, e) for i, e in enumerate(encoded))
-        return StagePlan(len(tasks), tasks, self._policy(spec, len(tasks), ctx))
+        return StagePlan(len(tasks), tasks, self._policy(job_type, spec, len(tasks), ctx))
 
-    def _policy(self, spec: Stage, task_count: int, ctx: PlanContext) -> StagePolicy:
+    def _policy(
+        self, job_type: JobType, spec: Stage, task_count: int, ctx: PlanContext
+    ) -> StagePolicy:
         try:
             max_failed = spec.max_failed_tasks(task_count, ctx.parameters)
         except Exception as exc:
             raise PlanningError(
                 f"stage {ctx.stage} ({spec.name}) tolerance failed: {exc!r}"
             ) from exc
+        # The stage's concurrency keys (the job type's, then its own) as this
+        # job's parameters make them; one key declared twice keeps the lower limit.
+        limits: dict[str, int] = {}
+        for declared in (*job_type.concurrency, *spec.concurrency):
+            try:
+                key = declared.render(ctx.parameters)
+            except Exception as exc:
+                raise PlanningError(
+                    f"stage {ctx.stage} ({spec.name}) concurrency key {declared.key!r}"
+                    f" failed: {exc!r}"
+                ) from exc
+            limits[key] = min(limits.get(key, declared.limit), declared.limit)
+        rate = effective_rate_limit(spec)
         return StagePolicy(
             retry=spec.retry or self.defaults.retry,
             max_failed_tasks=max_failed,
@@ -205,6 +221,8 @@ class Planner:
             task_timeout_ms=int((spec.timeout or 0) * 1000),
             heartbeat_timeout_ms=int((spec.heartbeat_timeout or 0) * 1000),
             previous_results=spec.wants_previous_results,
+            concurrency=tuple(sorted(limits.items())),
+            rate_limit=RateLimitPolicy(**rate.describe(spec.task_type)) if rate else None,
         )
 
     # -- finalizing --------------------------------------------------------------

@@ -32,3 +32,13 @@ class OrchestratorSettings(CommonSettings):
     retry_max_ms: int = Field(60_000, ge=1, validation_alias="TASK_RETRY_MAX_MS")
     create_chunk_size: int = Field(2000, ge=1, validation_alias="STAGE_CREATE_CHUNK_SIZE")
     consumer_batch: int = Field(16, ge=1, validation_alias="ORCHESTRATOR_BATCH_SIZE")
+    # Schedules (scheduler.py): fire the due ticks of the job types served here;
+    # look for new schedules at least this often; a claimed tick not recorded
+    # within the lease goes to another orchestrator.
+    scheduler_enabled: bool = Field(True, validation_alias="ORCHESTRATOR_SCHEDULER")
+    scheduler_poll_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias="SCHEDULER_POLL_SECONDS"
+    )
+    scheduler_lease_seconds: int = Field(
+        30, ge=1, le=3600, validation_alias="SCHEDULER_LEASE_SECONDS"
+    )

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from coremachine.services.state.events import NewEvent, append_events
+from coremachine.services.state.flow import after_job_end, release_job_slots
 from coremachine.services.state.job_traces import advancing, job_event, publishing
 from coremachine.services.state.outbox import Outbox
 from coremachine.services.state.rows import JobRow, StageRow
@@ -52,7 +53,7 @@ async def evaluate_stage(
         if failure is None:
             failure = await describe_failure(conn, job.job_id, stage_row.stage)
         with job_event("fail job", job, **{"coremachine.stage": stage_row.stage}):
-            await fail_job_locked(conn, job.job_id, failure, events)
+            await fail_job_locked(conn, job.job_id, failure, events, outbox=outbox)
         return False
     if stage_row.remaining > 0:
         return False
@@ -85,13 +86,18 @@ async def evaluate_stage(
         )
         summaries = {**job.stage_results, str(stage_row.stage): summary}
         if last_stage and job.default_result:
-            await complete_with_summary(conn, job, summaries, events)
+            await complete_with_summary(conn, job, summaries, events, outbox)
             return True
         context = await job_context(conn, job, stage_row, summaries)
         with publishing(job.trace_context, outbox.jobs_queue, 1) as trace:
             message = (
                 outbox.finalize(
-                    job.job_id, job.job_type, context, definition=job.definition, trace=trace
+                    job.job_id,
+                    job.job_type,
+                    context,
+                    definition=job.definition,
+                    priority=job.priority,
+                    trace=trace,
                 )
                 if last_stage
                 else outbox.stage_ready(
@@ -100,6 +106,7 @@ async def evaluate_stage(
                     stage_row.stage + 1,
                     context,
                     definition=job.definition,
+                    priority=job.priority,
                     trace=trace,
                 )
             )
@@ -144,9 +151,11 @@ async def complete_with_summary(
     job: JobRow,
     stage_summaries: dict[str, Any],
     events: list[NewEvent] | None,
+    outbox: Outbox | None = None,
 ) -> None:
     """Completes a default_result job whose last stage just finished: its
-    result is the default summary, recorded in this transaction."""
+    result is the default summary, recorded in this transaction (and the
+    running slot of its type, if limited, goes to the next job waiting)."""
     failed: list[dict[str, Any]] = []
     if any(int(s.get("failed", 0)) for s in stage_summaries.values()):
         cur = await conn.execute(Q.failed_tasks_of_job, {"job_id": job.job_id})
@@ -162,6 +171,8 @@ async def complete_with_summary(
     await record_events(
         conn, events, [NewEvent(job.job_id, "job_completed", data={"status": done.status})]
     )
+    if outbox is not None:
+        await release_job_slots(conn, outbox, done)
 
 
 async def describe_failure(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> str:
@@ -177,9 +188,15 @@ async def fail_job_locked(
     job_id: str,
     error: str,
     events: list[NewEvent] | None = None,
+    *,
+    outbox: Outbox | None = None,
 ) -> bool:
-    cur = await conn.execute(Q.fail_job, {"job_id": job_id, "error": error})
-    if await cur.fetchone() is None:
+    """Fails the job and cancels its unfinished tasks; with the outbox, also
+    hands its flow slots (keys, its type's running slot) to whoever waits."""
+    cur = conn.cursor(row_factory=class_row(JobRow))
+    await cur.execute(Q.fail_job, {"job_id": job_id, "error": error})
+    failed = await cur.fetchone()
+    if failed is None:
         return False
     await conn.execute(Q.fail_running_stages, {"job_id": job_id})
     cancelled = await cancel_unfinished(conn, job_id)
@@ -188,6 +205,8 @@ async def fail_job_locked(
         events,
         [NewEvent(job_id, "job_failed", data={"error": error, "tasks_cancelled": cancelled})],
     )
+    if outbox is not None:
+        await after_job_end(conn, outbox, failed)
     return True
 
 

@@ -110,7 +110,12 @@ async def build(settings: StateSettings) -> StateApp:
     async with pool.connection() as conn:
         await check_schema(conn, MIGRATIONS_DIR, LEDGER)
     broker = await open_broker(settings, database_url)
-    outbox = Outbox(settings.jobs_queue, settings.tasks_queue, settings.uses_direct_enqueue())
+    outbox = Outbox(
+        settings.jobs_queue,
+        settings.tasks_queue,
+        settings.uses_direct_enqueue(),
+        settings.broker_priority_aging_seconds,
+    )
     relay = OutboxRelay(pool, broker, batch_size=settings.relay_batch_size)
     # In direct mode nothing goes through the outbox table: waking the relay
     # after every commit would only cost an empty query per operation.

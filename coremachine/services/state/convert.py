@@ -60,6 +60,8 @@ def job_to_proto(view: JobView, default_queue: str) -> common_pb2.Job:
         stage_results_json=_json(job.stage_results),
         definition=job.definition,
         waiting=view.waiting,
+        priority=job.priority,
+        not_before=_ts(job.not_before) if job.not_before else None,
     )
 
 

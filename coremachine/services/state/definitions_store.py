@@ -130,7 +130,12 @@ class DefinitionStore:
                         conn,
                         [
                             self.outbox.resend(
-                                message_id, body, job_id, RESEND_DELAY_SECONDS, trace=trace
+                                message_id,
+                                body,
+                                job_id,
+                                RESEND_DELAY_SECONDS,
+                                trace=trace,
+                                priority=job.priority,
                             )
                         ],
                     )
@@ -192,7 +197,7 @@ class DefinitionStore:
             parked = await cur2.fetchall()
             await self._send_on(
                 conn,
-                [(m, j, _with_definition(bytes(b), definition), t) for m, j, b, t in parked],
+                [(m, j, _with_definition(bytes(b), definition), t, p) for m, j, b, t, p in parked],
             )
             await append_events(
                 conn,
@@ -209,17 +214,23 @@ class DefinitionStore:
         return rebased, len(parked)
 
     async def _send_on(
-        self, conn: psycopg.AsyncConnection[Any], released: Sequence[tuple[str, str, Any, Any]]
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        released: Sequence[tuple[str, str, Any, Any, int]],
     ) -> None:
         """Sends released parked messages on, each continuing its job's trace."""
         if not released:
             return
         messages = []
-        for message_id, job_id, body, trace_context in released:
+        for message_id, job_id, body, trace_context, priority in released:
             with publishing(trace_context, self.outbox.jobs_queue, 1) as trace:
-                messages.append(self.outbox.resend(message_id, bytes(body), job_id, trace=trace))
+                messages.append(
+                    self.outbox.resend(
+                        message_id, bytes(body), job_id, trace=trace, priority=priority
+                    )
+                )
         await self.outbox.write(conn, messages)
-        job_ids = sorted({job_id for _, job_id, _, _ in released})
+        job_ids = sorted({job_id for _, job_id, *_ in released})
         # Key order, as every writer of jobs rows locks them (see locks.py).
         await conn.execute(Q.lock_jobs, {"job_ids": job_ids})
         cur = await conn.execute(Q.set_job_waiting, {"job_ids": job_ids, "waiting": None})

@@ -13,6 +13,7 @@ Each sweep (recorded in janitor_runs):
    cannot tell (Service Bus) gets it again at most every
    max(TASK_RESEND_SECONDS, 11 minutes), past its duplicate-detection window,
    and a duplicate is refused by the claim.
+6. sends on tasks held for flow limits that a crash left waiting (flow.py).
 Only the holder of the `janitor` lease row sweeps, so replicas never both do.
 """
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # Past Service Bus's duplicate-detection window (10 minutes by default).
 GUESS_RESEND_SECONDS = 660.0
+# A task sent on after a flow hold whose message has not come back to a claim
+# within this long is sent once more (a lost send, a dead-lettered copy).
+HELD_STALE_SECONDS = 60.0
 
 
 @dataclass
@@ -49,6 +53,7 @@ class SweepReport:
     outbox_relayed: int = 0
     jobs_timed_out: int = 0
     messages_resent: int = 0
+    holds_released: int = 0
     details: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -58,6 +63,7 @@ class SweepReport:
             "outbox_relayed": self.outbox_relayed,
             "jobs_timed_out": self.jobs_timed_out,
             "messages_resent": self.messages_resent,
+            "holds_released": self.holds_released,
             "details": self.details[:50],
         }
 
@@ -111,6 +117,7 @@ class Janitor:
                 report.outbox_relayed = await self.relay.relay_once()
                 await self._time_out_jobs(report)
                 await self._resend_lost_messages(report)
+                report.holds_released = await self.store.sweep_holds(HELD_STALE_SECONDS)
         except Exception as exc:
             error = repr(exc)
             metrics.janitor_sweeps.labels("error").inc()
@@ -247,6 +254,7 @@ class Janitor:
                             report.stages_advanced,
                             report.jobs_timed_out,
                             report.messages_resent,
+                            report.holds_released,
                         )
                     ):
                         log.info("janitor sweep", extra={"fields": report.as_dict()})

@@ -25,7 +25,11 @@ from psycopg_pool import AsyncConnectionPool
 from coremachine.services.state.sql import Q
 from coremachine.shared import tracing
 from coremachine.shared.broker import Broker, OutgoingMessage
-from coremachine.shared.brokers.postgres import enqueue_in_transaction
+from coremachine.shared.brokers.postgres import (
+    DEFAULT_PRIORITY_AGING_SECONDS,
+    enqueue_in_transaction,
+)
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 from coremachine.shared.messages import FinalizeJob, JobContext, StageReady, TaskMessage
 
 log = logging.getLogger(__name__)
@@ -40,10 +44,17 @@ class Outbox:
     gives the same guarantee without the relay's extra hop.
     """
 
-    def __init__(self, jobs_queue: str, tasks_queue: str, direct: bool = False) -> None:
+    def __init__(
+        self,
+        jobs_queue: str,
+        tasks_queue: str,
+        direct: bool = False,
+        aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
+    ) -> None:
         self.jobs_queue = jobs_queue
         self.tasks_queue = tasks_queue
         self.direct = direct
+        self.aging_seconds = aging_seconds
 
     async def write(
         self, conn: psycopg.AsyncConnection, items: Sequence[tuple[str, OutgoingMessage]]
@@ -55,7 +66,7 @@ class Outbox:
             for queue, message in items:
                 by_queue[queue].append(message)
             for queue, messages in by_queue.items():
-                await enqueue_in_transaction(conn, queue, messages)
+                await enqueue_in_transaction(conn, queue, messages, self.aging_seconds)
             return
         await conn.execute(
             Q.insert_outbox,
@@ -65,6 +76,7 @@ class Outbox:
                 "bodies": [m.body for _, m in items],
                 "properties": [json.dumps(dict(m.properties)) for _, m in items],
                 "scheduled": [m.scheduled_at for _, m in items],
+                "priorities": [m.priority for _, m in items],
             },
         )
 
@@ -77,12 +89,18 @@ class Outbox:
         *,
         definition: str,
         trace: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        scheduled_at: dt.datetime | None = None,
+        again: bool = False,
     ) -> tuple[str, OutgoingMessage]:
+        """`again`: sent once more for the same stage (a delayed or held job's
+        start), under a new id, since Service Bus drops a repeated id."""
         msg = StageReady(
             job_id=job_id, job_type=job_type, stage=stage, context=context, definition=definition
         )
+        message_id = f"{msg.message_id}:again:{uuid.uuid4().hex[:12]}" if again else msg.message_id
         return self.jobs_queue, _outgoing(
-            msg.message_id, msg.model_dump_json(), trace=trace, job_id=job_id
+            message_id, msg.model_dump_json(), scheduled_at, priority, trace=trace, job_id=job_id
         )
 
     def finalize(
@@ -93,10 +111,11 @@ class Outbox:
         *,
         definition: str,
         trace: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[str, OutgoingMessage]:
         msg = FinalizeJob(job_id=job_id, job_type=job_type, context=context, definition=definition)
         return self.jobs_queue, _outgoing(
-            msg.message_id, msg.model_dump_json(), trace=trace, job_id=job_id
+            msg.message_id, msg.model_dump_json(), None, priority, trace=trace, job_id=job_id
         )
 
     def resend(
@@ -106,6 +125,7 @@ class Outbox:
         job_id: str,
         delay_seconds: float = 0.0,
         trace: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[str, OutgoingMessage]:
         """A jobs-queue message sent again (a parked one, released): under a new
         id, since Service Bus drops a repeated id within its duplicate window."""
@@ -114,7 +134,7 @@ class Outbox:
         )
         again = f"{message_id.split(':again:')[0]}:again:{uuid.uuid4().hex[:12]}"
         properties = {**(trace or {}), "job_id": job_id}
-        return self.jobs_queue, OutgoingMessage(again, body, properties, scheduled)
+        return self.jobs_queue, OutgoingMessage(again, body, properties, scheduled, priority)
 
     def task(
         self,
@@ -126,13 +146,21 @@ class Outbox:
         *,
         queue: str | None = None,
         trace: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        again: bool = False,
     ) -> tuple[str, OutgoingMessage]:
-        """A task's message, on its stage's queue (None: the TASKS_QUEUE)."""
+        """A task's message, on its stage's queue (None: the TASKS_QUEUE).
+
+        `again`: the same attempt sent once more (a task a claim held for a
+        limit, released): under a new id, so neither queue drops it as a
+        duplicate of the delivery that was held."""
         msg = TaskMessage(task_id=task_id, job_id=job_id, task_type=task_type, attempt=attempt)
+        message_id = f"{msg.message_id}:again:{uuid.uuid4().hex[:12]}" if again else msg.message_id
         return queue or self.tasks_queue, _outgoing(
-            msg.message_id,
+            message_id,
             msg.model_dump_json(),
             scheduled_at,
+            priority,
             trace=trace,
             job_id=job_id,
             task_id=task_id,
@@ -142,7 +170,8 @@ class Outbox:
 def _outgoing(
     message_id: str,
     body: str,
-    scheduled_at=None,
+    scheduled_at: dt.datetime | None = None,
+    priority: int = DEFAULT_PRIORITY,
     *,
     trace: Mapping[str, str] | None = None,
     **properties: str,
@@ -151,7 +180,11 @@ def _outgoing(
     if trace:
         properties = {**trace, **properties}
     return OutgoingMessage(
-        message_id=message_id, body=body.encode(), properties=properties, scheduled_at=scheduled_at
+        message_id=message_id,
+        body=body.encode(),
+        properties=properties,
+        scheduled_at=scheduled_at,
+        priority=priority,
     )
 
 
@@ -183,9 +216,9 @@ class OutboxRelay:
             if not rows:
                 return 0
             by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
-            for _id, queue, message_id, body, properties, scheduled_at in rows:
+            for _id, queue, message_id, body, properties, scheduled_at, priority in rows:
                 by_queue[queue].append(
-                    OutgoingMessage(message_id, bytes(body), properties, scheduled_at)
+                    OutgoingMessage(message_id, bytes(body), properties, scheduled_at, priority)
                 )
             for queue, messages in by_queue.items():
                 # A batch of many jobs' messages: its own span, linked to each

@@ -5,11 +5,12 @@
 -- A job created with its first stage's tasks starts out processing stage 1.
 INSERT INTO coremachine.jobs
     (job_id, job_type, parameters, total_stages, metadata, default_result, status, definition,
-     trace_context)
+     trace_context, priority, not_before, max_running, flow_limited)
 VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s,
         %(default_result)s,
         CASE WHEN %(processing)s THEN 'processing' ELSE 'queued' END::coremachine.job_status,
-        %(definition)s, %(trace_context)s)
+        %(definition)s, %(trace_context)s, %(priority)s, %(not_before)s, %(max_running)s,
+        %(flow_limited)s)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING *;
 
@@ -49,10 +50,12 @@ SELECT * FROM coremachine.job_stages WHERE job_id = ANY(%(job_ids)s::text[]) ORD
 -- name: insert_stage
 INSERT INTO coremachine.job_stages
     (job_id, stage, task_count, remaining, max_attempts, backoff_base_ms, backoff_max_ms,
-     max_failed_tasks, queue, task_timeout_ms, heartbeat_timeout_ms, previous_results)
+     max_failed_tasks, queue, task_timeout_ms, heartbeat_timeout_ms, previous_results,
+     concurrency_keys, concurrency_limits, rate_limit)
 VALUES (%(job_id)s, %(stage)s, %(task_count)s, %(task_count)s, %(max_attempts)s,
         %(backoff_base_ms)s, %(backoff_max_ms)s, %(max_failed_tasks)s, %(queue)s,
-        %(task_timeout_ms)s, %(heartbeat_timeout_ms)s, %(previous_results)s)
+        %(task_timeout_ms)s, %(heartbeat_timeout_ms)s, %(previous_results)s,
+        %(concurrency_keys)s, %(concurrency_limits)s, %(rate_limit)s)
 ON CONFLICT (job_id, stage) DO NOTHING
 RETURNING *;
 
@@ -72,7 +75,8 @@ ON CONFLICT (task_id) DO NOTHING
 RETURNING task_id, task_type, attempt;
 
 -- name: claim_tasks
--- One statement, its own transaction: see coremachine.claim_tasks (migrations 0006, 0007).
+-- One statement, its own transaction: see coremachine.claim_tasks (migrations 0006, 0007,
+-- 0010: flow limits).
 SELECT * FROM coremachine.claim_tasks(%(worker_id)s, %(lease_seconds)s, %(claims)s::jsonb);
 
 -- name: task_states
@@ -194,6 +198,7 @@ WHERE job_id = %(job_id)s AND status = 'running';
 -- name: cancel_unfinished_tasks
 UPDATE coremachine.tasks
 SET status = 'cancelled', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    held_for = NULL, held_at = NULL, released_at = NULL, release_at = NULL,
     completed_at = now(), updated_at = now()
 WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
 RETURNING stage;
@@ -240,12 +245,13 @@ ORDER BY t.job_id, t.stage, t.task_index
 LIMIT %(limit)s;
 
 -- name: insert_outbox
-INSERT INTO coremachine.outbox (queue, message_id, body, properties, scheduled_at)
+INSERT INTO coremachine.outbox (queue, message_id, body, properties, scheduled_at, priority)
 SELECT * FROM unnest(%(queues)s::text[], %(message_ids)s::text[], %(bodies)s::bytea[],
-                     %(properties)s::jsonb[], %(scheduled)s::timestamptz[]);
+                     %(properties)s::jsonb[], %(scheduled)s::timestamptz[],
+                     %(priorities)s::smallint[]);
 
 -- name: lock_outbox_batch
-SELECT id, queue, message_id, body, properties, scheduled_at
+SELECT id, queue, message_id, body, properties, scheduled_at, priority
 FROM coremachine.outbox ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
 -- name: delete_outbox
@@ -519,17 +525,17 @@ SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators
 
 -- name: release_parked_for
 -- Parked messages some of these definitions serve, taken out to be sent again
--- (with their job's trace context, which the parked body does not carry).
+-- (with their job's trace context, which the parked body does not carry, and priority).
 DELETE FROM coremachine.parked_messages p
 USING coremachine.jobs j
 WHERE p.definition = ANY(%(definitions)s::text[]) AND j.job_id = p.job_id
-RETURNING p.message_id, p.job_id, p.body, j.trace_context;
+RETURNING p.message_id, p.job_id, p.body, j.trace_context, j.priority;
 
 -- name: release_parked_of_job
 DELETE FROM coremachine.parked_messages p
 USING coremachine.jobs j
 WHERE p.job_id = %(job_id)s AND j.job_id = p.job_id
-RETURNING p.message_id, p.job_id, p.body, j.trace_context;
+RETURNING p.message_id, p.job_id, p.body, j.trace_context, j.priority;
 
 -- name: park_message
 INSERT INTO coremachine.parked_messages (message_id, job_id, job_type, definition, body, reason)
@@ -590,3 +596,188 @@ ORDER BY task_id, seq DESC;
 SELECT holder, started_at, finished_at, actions, error FROM coremachine.janitor_runs
 WHERE finished_at IS NOT NULL
 ORDER BY run_id DESC LIMIT 1;
+
+-- Flow control (migration 0010; services/state/flow.py) ----------------------
+
+-- name: upsert_rate_limit
+-- The latest declaration of a named limit sets its rate; its bucket carries on.
+INSERT INTO coremachine.rate_limits (name, per_second, burst, tokens)
+VALUES (%(name)s, %(per_second)s, %(burst)s, %(burst)s)
+ON CONFLICT (name) DO UPDATE
+SET per_second = EXCLUDED.per_second, burst = EXCLUDED.burst,
+    tokens = least(coremachine.rate_limits.tokens, EXCLUDED.burst), updated_at = now()
+WHERE (coremachine.rate_limits.per_second, coremachine.rate_limits.burst)
+      IS DISTINCT FROM (EXCLUDED.per_second, EXCLUDED.burst);
+
+-- name: ensure_job_type_slot
+INSERT INTO coremachine.job_type_slots (job_type) VALUES (%(job_type)s) ON CONFLICT DO NOTHING;
+
+-- name: lock_job_type_slot
+-- Serializes starts and ends of a limited job type across state replicas.
+SELECT job_type FROM coremachine.job_type_slots WHERE job_type = %(job_type)s FOR UPDATE;
+
+-- name: running_jobs_of_type
+SELECT count(*) FROM coremachine.jobs
+WHERE job_type = %(job_type)s AND status IN ('queued', 'processing') AND held IS NULL
+  AND job_id <> %(except_job_id)s;
+
+-- name: hold_job
+UPDATE coremachine.jobs SET held = %(held)s, waiting = %(waiting)s, updated_at = now()
+WHERE job_id = %(job_id)s
+RETURNING *;
+
+-- name: next_jobs_waiting_for_slot
+-- Oldest first; a job locked by someone else is passed over, never waited for
+-- (the caller holds another job's lock: see locks.py).
+SELECT job_id FROM coremachine.jobs
+WHERE job_type = %(job_type)s AND held = 'job_slot' AND status = 'queued'
+ORDER BY created_at, job_id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: start_held_jobs
+UPDATE coremachine.jobs SET held = NULL, waiting = NULL, updated_at = now()
+WHERE job_id = ANY(%(job_ids)s::text[])
+RETURNING *;
+
+-- name: held_tasks_of_job
+SELECT held_for, count(*) FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND held_for IS NOT NULL AND status = 'queued'
+GROUP BY held_for ORDER BY held_for;
+
+-- name: keys_of_stages
+SELECT DISTINCT k FROM coremachine.job_stages s, unnest(s.concurrency_keys) k
+WHERE (s.job_id, s.stage) IN (SELECT * FROM unnest(%(job_ids)s::text[], %(stages)s::int[]));
+
+-- name: keys_of_job
+SELECT DISTINCT k FROM coremachine.job_stages s, unnest(s.concurrency_keys) k
+WHERE s.job_id = %(job_id)s;
+
+-- name: release_held
+-- See coremachine.release_held (migration 0010).
+SELECT * FROM coremachine.release_held(%(keys)s::text[]);
+
+-- name: keys_with_waiting_tasks
+-- The janitor's safety net: keys some held task waits for ('key:' prefix range).
+SELECT DISTINCT substr(held_for, 5) FROM coremachine.tasks
+WHERE held_for >= 'key:' AND held_for < 'key;' AND status = 'queued' AND released_at IS NULL;
+
+-- name: resend_overdue_releases
+-- Tasks sent again after a hold whose message has not led to a claim for a
+-- while (lost in a crash between the claim and the send, or dead-lettered):
+-- sent once more. Locked rows are passed over (their job is busy anyway).
+WITH overdue AS (
+    SELECT t.task_id FROM coremachine.tasks t
+    WHERE t.held_for IS NOT NULL AND t.status = 'queued' AND t.released_at IS NOT NULL
+      AND coalesce(t.release_at, t.released_at) < now() - make_interval(secs => %(stale_seconds)s)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE coremachine.tasks t
+SET released_at = now(), release_at = NULL, updated_at = now()
+FROM overdue o, coremachine.job_stages s, coremachine.jobs j
+WHERE t.task_id = o.task_id AND s.job_id = t.job_id AND s.stage = t.stage
+  AND j.job_id = t.job_id
+RETURNING t.task_id, t.job_id, t.task_type, t.attempt, coalesce(s.queue, ''), j.priority;
+
+-- Schedules (migration 0011; services/state/schedules_store.py) ----------------
+-- Lock order: schedules rows, then jobs rows (a claim may cancel a previous run).
+
+-- name: insert_schedule
+INSERT INTO coremachine.schedules
+    (name, job_type, parameters, priority, cron, timezone, interval_seconds, catch_up,
+     catch_up_limit, grace_seconds, overlap, paused, description, anchor_at, next_fire_at)
+VALUES (%(name)s, %(job_type)s, %(parameters)s, %(priority)s, %(cron)s, %(timezone)s,
+        %(interval_seconds)s, %(catch_up)s, %(catch_up_limit)s, %(grace_seconds)s,
+        %(overlap)s, %(paused)s, %(description)s, %(anchor_at)s, %(next_fire_at)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: get_schedule
+SELECT * FROM coremachine.schedules WHERE name = %(name)s;
+
+-- name: lock_schedule
+SELECT * FROM coremachine.schedules WHERE name = %(name)s FOR UPDATE;
+
+-- name: list_schedules
+SELECT * FROM coremachine.schedules
+WHERE (%(after)s::text IS NULL OR name > %(after)s)
+ORDER BY name LIMIT %(limit)s;
+
+-- name: set_schedule_paused
+UPDATE coremachine.schedules
+SET paused = %(paused)s, next_fire_at = coalesce(%(next_fire_at)s, next_fire_at),
+    updated_at = now()
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM coremachine.schedules WHERE name = %(name)s RETURNING name;
+
+-- name: lock_due_schedules
+-- Each due schedule to one claimer at a time, whatever the replicas.
+SELECT * FROM coremachine.schedules
+WHERE NOT paused AND next_fire_at <= now() AND job_type = ANY(%(job_types)s::text[])
+ORDER BY next_fire_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: advance_schedule
+UPDATE coremachine.schedules SET next_fire_at = %(next_fire_at)s, updated_at = now()
+WHERE name = %(name)s;
+
+-- name: previous_run
+-- The schedule's latest run that may still be going, with its job's status.
+SELECT f.tick_at, f.outcome, f.job_id, j.status::text
+FROM coremachine.schedule_firings f
+LEFT JOIN coremachine.jobs j ON j.job_id = f.job_id
+WHERE f.schedule = %(name)s AND f.outcome IN ('pending', 'submitted')
+ORDER BY f.tick_at DESC LIMIT 1;
+
+-- name: insert_firings
+INSERT INTO coremachine.schedule_firings
+    (schedule, tick_at, kind, outcome, job_id, detail, missed_count, missed_until, claimed_by,
+     claimed_until)
+SELECT f.schedule, f.tick_at, f.kind, f.outcome, f.job_id, coalesce(f.detail, ''),
+       f.missed_count, f.missed_until, f.claimed_by,
+       CASE WHEN f.outcome = 'pending'
+            THEN now() + make_interval(secs => %(lease_seconds)s) END
+FROM jsonb_to_recordset(%(firings)s::jsonb)
+     AS f(schedule text, tick_at timestamptz, kind text, outcome text, job_id text,
+          detail text, missed_count int, missed_until timestamptz, claimed_by text)
+ON CONFLICT (schedule, tick_at) DO NOTHING
+RETURNING *;
+
+-- name: reclaim_firings
+-- Firings claimed by an orchestrator that did not record them in time
+-- (it stopped): handed out again (same job id, so submitting twice is one job).
+WITH stale AS (
+    SELECT f.schedule, f.tick_at FROM coremachine.schedule_firings f
+    JOIN coremachine.schedules s ON s.name = f.schedule
+    WHERE f.outcome = 'pending' AND f.claimed_until < now()
+      AND s.job_type = ANY(%(job_types)s::text[])
+    ORDER BY f.claimed_until
+    LIMIT %(limit)s
+    FOR UPDATE OF f SKIP LOCKED
+)
+UPDATE coremachine.schedule_firings f
+SET claimed_by = %(claimed_by)s,
+    claimed_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+FROM stale
+WHERE f.schedule = stale.schedule AND f.tick_at = stale.tick_at
+RETURNING f.*;
+
+-- name: record_firing
+UPDATE coremachine.schedule_firings
+SET outcome = %(outcome)s, job_id = coalesce(%(job_id)s, job_id), detail = %(detail)s,
+    claimed_until = NULL, updated_at = now()
+WHERE schedule = %(schedule)s AND tick_at = %(tick_at)s AND outcome = 'pending'
+RETURNING schedule;
+
+-- name: list_firings
+SELECT * FROM coremachine.schedule_firings WHERE schedule = %(name)s
+ORDER BY tick_at DESC LIMIT %(limit)s;
+
+-- name: next_schedule_due
+SELECT min(next_fire_at) FROM coremachine.schedules
+WHERE NOT paused AND job_type = ANY(%(job_types)s::text[]);

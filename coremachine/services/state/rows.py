@@ -32,6 +32,15 @@ class JobRow:
     waiting: str | None
     # W3C traceparent of the job's trace (shared/tracing.py), if traced.
     trace_context: str | None
+    # Flow control (migration 0010): 0..9, 5 normal.
+    priority: int
+    not_before: dt.datetime | None
+    # Why it has not started: "start_time" or "job_slot" (None: started).
+    held: str | None
+    # Its type's running-job limit when it was created (None: no limit).
+    max_running: int | None
+    # Some stage has concurrency keys or a rate limit.
+    flow_limited: bool
 
 
 @dataclass(slots=True)
@@ -57,6 +66,11 @@ class StageRow:
     heartbeat_timeout_ms: int
     previous_results: bool
     last_progress: dict[str, Any] | None
+    # Keys computed from the job's parameters, each with its limit; the named
+    # rate limit its task starts count against.
+    concurrency_keys: list[str]
+    concurrency_limits: list[int]
+    rate_limit: str | None
 
     def failures_exceed_tolerance(self) -> bool:
         return self.max_failed_tasks >= 0 and self.failed > self.max_failed_tasks
@@ -88,6 +102,13 @@ class TaskRow:
     resent_at: dt.datetime | None
     # W3C traceparent of the task's last reported attempt, if traced.
     trace_context: str | None
+    # The keys its running attempt holds; what it waits for when a claim held
+    # it ("key:<key>", "rate:<name>"), since when, and when it was sent again.
+    slot_keys: list[str] | None
+    held_for: str | None
+    held_at: dt.datetime | None
+    released_at: dt.datetime | None
+    release_at: dt.datetime | None
     # From the task's stage (retry budget); listed with each task.
     max_attempts: int
 

@@ -18,22 +18,31 @@ from coremachine.services.state.admin import Admin
 from coremachine.services.state.definitions_store import DefinitionStore
 from coremachine.services.state.diagnosis import Diagnoser
 from coremachine.services.state.event_feed import EventFeed, Level
+from coremachine.services.state.schedules_store import ScheduleStore
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
     Claim,
+    JobStart,
     JobView,
     NewTaskSpec,
     Outcome,
+    RateLimitSpec,
     StagePolicy,
     StageTasks,
 )
 from coremachine.services.state.workers_store import WorkerStore
 from coremachine.shared.domain.jobs import JobTypeDefinition
 from coremachine.shared.domain.names import TASK_ID_PATTERN
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY, check_priority
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.tasks import ProgressReport, WorkerInfo
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
 from coremachine.shared.grpc_errors import map_errors, status_for
+from coremachine.shared.state_clients.convert import (
+    firing_to_proto,
+    schedule_from_proto,
+    schedule_to_proto,
+)
 from coremachine.shared.status_codes import job_status_from_proto, task_status_from_proto
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 
@@ -74,6 +83,12 @@ def _json_or_empty(data: bytes, field: str) -> object:
         raise InvalidArgument(f"{field} is not valid JSON: {exc}", field) from None
 
 
+def _lease(seconds: int) -> int:
+    if not 0 <= seconds <= MAX_LEASE_SECONDS:
+        raise InvalidArgument(f"lease_seconds must be 0..{MAX_LEASE_SECONDS}", "lease_seconds")
+    return seconds or 30
+
+
 def _require(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(f"{field} is required", field)
@@ -89,6 +104,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         definitions: DefinitionStore | None = None,
         workers: WorkerStore | None = None,
         diagnoser: Diagnoser | None = None,
+        schedules: ScheduleStore | None = None,
     ) -> None:
         self.store = store
         self.admin = admin
@@ -96,6 +112,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
         self.workers = workers or WorkerStore(store.pool)
         self.diagnoser = diagnoser
+        self.schedules = schedules or ScheduleStore(store.pool, store)
 
     def _job(self, view: JobView) -> common_pb2.Job:
         return convert.job_to_proto(view, self.store.outbox.tasks_queue)
@@ -224,6 +241,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             else None,
             default_result=request.default_result,
             definition=request.definition,
+            start=_job_start(request),
         )
         return state_pb2.CreateJobResponse(job=self._job(view), created=created)
 
@@ -406,6 +424,79 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         workers = await self.workers.list(request.include_gone_seconds)
         return state_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
 
+    # -- schedules ---------------------------------------------------------------
+
+    @map_errors
+    async def CreateSchedule(self, request, context):
+        created = await self.schedules.create(schedule_from_proto(request.schedule))
+        return state_pb2.CreateScheduleResponse(schedule=schedule_to_proto(created))
+
+    @map_errors
+    async def GetSchedule(self, request, context):
+        found = await self.schedules.get(_require(request.name, "name"))
+        return state_pb2.GetScheduleResponse(schedule=schedule_to_proto(found))
+
+    @map_errors
+    async def ListSchedules(self, request, context):
+        if request.limit < 0:
+            raise InvalidArgument("limit must be >= 0", "limit")
+        found, token = await self.schedules.list_schedules(request.limit, request.page_token)
+        return state_pb2.ListSchedulesResponse(
+            schedules=[schedule_to_proto(x) for x in found], next_page_token=token
+        )
+
+    @map_errors
+    async def SetSchedulePaused(self, request, context):
+        updated = await self.schedules.set_paused(_require(request.name, "name"), request.paused)
+        return state_pb2.SetSchedulePausedResponse(schedule=schedule_to_proto(updated))
+
+    @map_errors
+    async def DeleteSchedule(self, request, context):
+        deleted = await self.schedules.delete(_require(request.name, "name"))
+        return state_pb2.DeleteScheduleResponse(deleted=deleted)
+
+    @map_errors
+    async def TriggerSchedule(self, request, context):
+        firing = await self.schedules.trigger(
+            _require(request.name, "name"),
+            _require(request.orchestrator_id, "orchestrator_id"),
+            _lease(request.lease_seconds),
+        )
+        return state_pb2.TriggerScheduleResponse(firing=firing_to_proto(firing))
+
+    @map_errors
+    async def ClaimDueFirings(self, request, context):
+        firings, wait = await self.schedules.claim_due(
+            _require(request.orchestrator_id, "orchestrator_id"),
+            list(request.job_types),
+            request.limit,
+            _lease(request.lease_seconds),
+        )
+        return state_pb2.ClaimDueFiringsResponse(
+            firings=[firing_to_proto(f) for f in firings],
+            next_due_in_ms=max(int((wait or 0) * 1000), 1) if wait is not None else 0,
+        )
+
+    @map_errors
+    async def RecordFiring(self, request, context):
+        if not request.HasField("tick_at"):
+            raise InvalidArgument("tick_at is required", "tick_at")
+        recorded = await self.schedules.record(
+            _require(request.schedule, "schedule"),
+            request.tick_at.ToDatetime(tzinfo=dt.UTC),
+            request.outcome,
+            request.job_id,
+            request.detail,
+        )
+        return state_pb2.RecordFiringResponse(recorded=recorded)
+
+    @map_errors
+    async def ListFirings(self, request, context):
+        if request.limit < 0:
+            raise InvalidArgument("limit must be >= 0", "limit")
+        firings = await self.schedules.firings(_require(request.name, "name"), request.limit)
+        return state_pb2.ListFiringsResponse(firings=[firing_to_proto(f) for f in firings])
+
     @map_errors
     async def DiagnoseJob(self, request, context):
         if self.diagnoser is None:  # built by bootstrap; here for servicers built without one
@@ -480,6 +571,21 @@ def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
     for name in ("task_timeout_ms", "heartbeat_timeout_ms"):
         if getattr(p, name) < 0:
             raise InvalidArgument(f"policy.{name} must be >= 0", f"policy.{name}")
+    concurrency = tuple((c.key, c.limit) for c in p.concurrency)
+    for key, limit in concurrency:
+        if not key or len(key) > 500 or limit < 1:
+            raise InvalidArgument(
+                "policy.concurrency: each key non-empty (at most 500 characters), limit >= 1",
+                "policy.concurrency",
+            )
+    rate = None
+    if p.HasField("rate_limit"):
+        r = p.rate_limit
+        if not r.name or not r.per_second > 0 or r.burst < 1:
+            raise InvalidArgument(
+                "policy.rate_limit: a name, per_second > 0 and burst >= 1", "policy.rate_limit"
+            )
+        rate = RateLimitSpec(r.name, r.per_second, r.burst)
     return StagePolicy(
         retry,
         p.max_failed_tasks,
@@ -487,6 +593,26 @@ def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
         task_timeout_ms=p.task_timeout_ms,
         heartbeat_timeout_ms=p.heartbeat_timeout_ms,
         previous_results=p.previous_results,
+        concurrency=concurrency,
+        rate_limit=rate,
+    )
+
+
+def _job_start(request: state_pb2.CreateJobRequest) -> JobStart:
+    priority = request.priority if request.HasField("priority") else DEFAULT_PRIORITY
+    try:
+        check_priority(priority)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), "priority") from None
+    if request.max_running < 0:
+        raise InvalidArgument("max_running must be >= 0 (0: no limit)", "max_running")
+    return JobStart(
+        priority=priority,
+        not_before=request.not_before.ToDatetime(tzinfo=dt.UTC)
+        if request.HasField("not_before")
+        else None,
+        max_running=request.max_running or None,
+        flow_limited=request.flow_limited,
     )
 
 

@@ -21,6 +21,15 @@ from psycopg.rows import class_row
 
 from coremachine.services.state.barrier import cancel_unfinished, evaluate_stage, fail_job_locked
 from coremachine.services.state.events import JOB_END_EVENTS, NewEvent, append_events
+from coremachine.services.state.flow import (
+    START_TIME,
+    after_job_end,
+    held_reason,
+    release_job_slots,
+    start_or_hold,
+    sweep_holds,
+    upsert_rate_limit,
+)
 from coremachine.services.state.job_traces import creating, job_event, publishing
 from coremachine.services.state.locks import (
     fetch_job,
@@ -31,6 +40,7 @@ from coremachine.services.state.rows import EventRow, JobRow, StageRow
 from coremachine.services.state.sql import Q
 from coremachine.services.state.store_models import (
     EventsPage,
+    JobStart,
     JobView,
     NewTaskSpec,
     StagePolicy,
@@ -73,6 +83,7 @@ class StateStore(TaskStore):
         first_stage: StageTasks | None = None,
         default_result: bool = False,
         definition: str = "",
+        start: JobStart = JobStart(),
     ) -> tuple[JobView, bool]:
         """Creates the job; idempotent on job_id (a resubmit creates nothing).
 
@@ -81,7 +92,9 @@ class StateStore(TaskStore):
         without, the job gets a "stage 1 ready" message and the orchestrator
         plans stage 1 when it arrives. With `default_result` the job's result is
         the default summary, recorded when its last stage completes (no
-        "finalize" message).
+        "finalize" message). `start` may hold the job before stage 1: until
+        its not_before (a "stage 1 ready" message scheduled for then), or
+        until its type has a running slot (flow.py).
         """
         if total_stages < 1:
             raise InvalidArgument("total_stages must be at least 1", "total_stages")
@@ -98,6 +111,7 @@ class StateStore(TaskStore):
                 default_result,
                 definition,
                 trace_context,
+                start,
             )
         if job is None:
             return await self.get_job(job_id), False  # a resubmit: the job as it is
@@ -118,6 +132,7 @@ class StateStore(TaskStore):
         default_result: bool,
         definition: str,
         trace_context: str | None,
+        start: JobStart,
     ) -> tuple[JobRow | None, JobView | None]:
         """create_job's transaction: the job row (None if it existed) and its view."""
         async with self._transaction() as conn:
@@ -134,20 +149,49 @@ class StateStore(TaskStore):
                     "processing": first_stage is not None,
                     "definition": definition,
                     "trace_context": trace_context,
+                    "priority": start.priority,
+                    "not_before": start.not_before,
+                    "max_running": start.max_running,
+                    "flow_limited": start.flow_limited,
                 },
             )
             job = await cur.fetchone()
             view: JobView | None = None
             if job is not None:
                 events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
-                view = JobView(job, [])
-                if first_stage is None:
+                if start.not_before is not None or start.max_running is not None:
+                    job = await start_or_hold(conn, job, events)
+                view = JobView(job, [], job.waiting or "")
+                if job.held == START_TIME:
                     with publishing(trace_context, self.outbox.jobs_queue, 1) as trace:
                         await self.outbox.write(
                             conn,
                             [
                                 self.outbox.stage_ready(
-                                    job_id, job_type, 1, definition=definition, trace=trace
+                                    job_id,
+                                    job_type,
+                                    1,
+                                    definition=definition,
+                                    priority=job.priority,
+                                    scheduled_at=job.not_before,
+                                    trace=trace,
+                                )
+                            ],
+                        )
+                elif job.held is not None:
+                    pass  # a slot of its type frees: flow.release_job_slots sends stage 1
+                elif first_stage is None:
+                    with publishing(trace_context, self.outbox.jobs_queue, 1) as trace:
+                        await self.outbox.write(
+                            conn,
+                            [
+                                self.outbox.stage_ready(
+                                    job_id,
+                                    job_type,
+                                    1,
+                                    definition=definition,
+                                    priority=job.priority,
+                                    trace=trace,
                                 )
                             ],
                         )
@@ -174,18 +218,22 @@ class StateStore(TaskStore):
             job_cur = conn.cursor(row_factory=class_row(JobRow))
             stage_cur = conn.cursor(row_factory=class_row(StageRow))
             queues_cur = conn.cursor()
+            held_cur = conn.cursor()
             await job_cur.execute(Q.get_job, {"job_id": job_id})
             await stage_cur.execute(Q.job_stages, {"job_id": job_id})
             await queues_cur.execute(Q.live_queues)
+            await held_cur.execute(Q.held_tasks_of_job, {"job_id": job_id})
             job = await job_cur.fetchone()
             if job is None:
                 raise NotFound(f"job {job_id} not found")
             stages = await stage_cur.fetchall()
             live = {row[0] for row in await queues_cur.fetchall()}
-        return JobView(job, stages, self._waiting(job, stages, live))
+            held = "; ".join(held_reason(h, n) for h, n in await held_cur.fetchall())
+        return JobView(job, stages, self._waiting(job, stages, live, held))
 
-    def _waiting(self, job: JobRow, stages: list[StageRow], live: set[str]) -> str:
-        """What holds the job: a parked message, or queues without a live worker."""
+    def _waiting(self, job: JobRow, stages: list[StageRow], live: set[str], held: str = "") -> str:
+        """What holds the job: a parked message, its start time or its type's
+        running limit, tasks held by flow limits, or queues without a live worker."""
         if JobStatus(job.status).is_terminal:
             return ""
         pending = [
@@ -193,7 +241,8 @@ class StateStore(TaskStore):
             for s in stages
             if s.status == StageStatus.RUNNING and s.remaining > 0
         ]
-        return "; ".join(r for r in (job.waiting or "", unserved_queue_reason(pending, live)) if r)
+        reasons = (job.waiting or "", held, unserved_queue_reason(pending, live))
+        return "; ".join(r for r in reasons if r)
 
     async def queues_in_use(self) -> set[str]:
         """The jobs and tasks queues, and the queues of running stages."""
@@ -244,17 +293,21 @@ class StateStore(TaskStore):
                 await append_events(
                     conn, [NewEvent(job_id, "job_completed", data={"status": done.status})]
                 )
+                started = await release_job_slots(conn, self.outbox, done)
         if done is not None:
             self.metrics.jobs_finished.labels(done.job_type, done.status).inc()
+            if started:
+                self._poke_relay()
         return await self.get_job(job_id), done is not None
 
     async def fail_job(self, job_id: str, error: str) -> tuple[JobView, bool]:
         async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
             with job_event("fail job", job):
-                changed = await fail_job_locked(conn, job_id, error)
+                changed = await fail_job_locked(conn, job_id, error, outbox=self.outbox)
         if changed:
             self.metrics.jobs_finished.labels(job.job_type, JobStatus.FAILED.value).inc()
+            self._poke_relay()
         return await self.get_job(job_id), changed
 
     async def cancel_job(self, job_id: str, reason: str) -> tuple[JobView, bool]:
@@ -262,24 +315,33 @@ class StateStore(TaskStore):
         claims of them are refused and late outcomes rejected."""
         async with self._transaction() as conn:
             job = await lock_job(conn, job_id)
-            with job_event("cancel job", job):
-                cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
-                changed = await cur.fetchone() is not None
-            if changed:
-                self.metrics.jobs_finished.labels(job.job_type, JobStatus.CANCELLED.value).inc()
-                await conn.execute(Q.cancel_running_stages, {"job_id": job_id})
-                cancelled = await cancel_unfinished(conn, job_id)
-                await append_events(
-                    conn,
-                    [
-                        NewEvent(
-                            job_id,
-                            "job_cancelled",
-                            data={"reason": reason, "tasks_cancelled": cancelled},
-                        )
-                    ],
-                )
+            changed = await self.cancel_locked(conn, job, reason)
+        if changed:
+            self._poke_relay()
         return await self.get_job(job_id), changed
+
+    async def cancel_locked(self, conn: psycopg.AsyncConnection, job: JobRow, reason: str) -> bool:
+        """cancel_job inside the caller's transaction, the job row locked."""
+        job_id = job.job_id
+        with job_event("cancel job", job):
+            cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
+            changed = await cur.fetchone() is not None
+        if changed:
+            self.metrics.jobs_finished.labels(job.job_type, JobStatus.CANCELLED.value).inc()
+            await conn.execute(Q.cancel_running_stages, {"job_id": job_id})
+            cancelled = await cancel_unfinished(conn, job_id)
+            await append_events(
+                conn,
+                [
+                    NewEvent(
+                        job_id,
+                        "job_cancelled",
+                        data={"reason": reason, "tasks_cancelled": cancelled},
+                    )
+                ],
+            )
+            await after_job_end(conn, self.outbox, job)
+        return changed
 
     async def redrive_job(self, job_id: str) -> tuple[JobView, int]:
         """Re-runs a failed or cancelled job from the stage that stopped.
@@ -309,7 +371,13 @@ class StateStore(TaskStore):
                 with publishing(job.trace_context, self.outbox.jobs_queue, 1) as trace:
                     messages.append(
                         self.outbox.stage_ready(
-                            job_id, job.job_type, stage, definition=job.definition, trace=trace
+                            job_id,
+                            job.job_type,
+                            stage,
+                            definition=job.definition,
+                            priority=job.priority,
+                            again=True,
+                            trace=trace,
                         )
                     )
             else:
@@ -322,7 +390,9 @@ class StateStore(TaskStore):
                 # The redriven attempts continue the job's trace, linked to the request.
                 with publishing(job.trace_context, queue, requeued) as trace:
                     messages += [
-                        self.outbox.task(t, job_id, tt, a, queue=q, trace=trace)
+                        self.outbox.task(
+                            t, job_id, tt, a, queue=q, priority=job.priority, trace=trace
+                        )
                         for t, tt, a, q in rows
                     ]
                 await cur.execute(Q.reopen_stage, {"job_id": job_id, "stage": stage})
@@ -401,6 +471,27 @@ class StateStore(TaskStore):
             if not 1 <= stage <= job.total_stages:
                 raise InvalidArgument(f"stage {stage} outside 1..{job.total_stages}", "stage")
             events: list[NewEvent] = []
+            if job.held is not None:
+                # A delayed job's start came, or a held job's stage 1 is replayed.
+                job = await start_or_hold(conn, job, events)
+                if job.held == START_TIME:  # early (clocks): again for its time
+                    await self.outbox.write(
+                        conn,
+                        [
+                            self.outbox.stage_ready(
+                                job_id,
+                                job.job_type,
+                                1,
+                                definition=job.definition,
+                                priority=job.priority,
+                                scheduled_at=job.not_before,
+                                again=True,
+                            )
+                        ],
+                    )
+                if job.held is not None:
+                    await append_events(conn, events)
+                    return 0, False
             created = await self._create_stage_tasks_locked(
                 conn, job, stage, total_tasks, tasks, policy, events
             )
@@ -436,9 +527,14 @@ class StateStore(TaskStore):
                 "task_timeout_ms": policy.task_timeout_ms,
                 "heartbeat_timeout_ms": policy.heartbeat_timeout_ms,
                 "previous_results": policy.previous_results,
+                "concurrency_keys": [k for k, _ in policy.concurrency],
+                "concurrency_limits": [n for _, n in policy.concurrency],
+                "rate_limit": policy.rate_limit.name if policy.rate_limit else None,
             },
         )
         inserted_stage = await stage_cur.fetchone()
+        if inserted_stage is not None and policy.rate_limit is not None:
+            await upsert_rate_limit(conn, policy.rate_limit)
         view = None
         if inserted_stage is not None:  # the first chunk
             stage_row = inserted_stage
@@ -494,7 +590,13 @@ class StateStore(TaskStore):
                     conn,
                     [
                         self.outbox.task(
-                            task_id, job_id, task_type, attempt, queue=stage_row.queue, trace=trace
+                            task_id,
+                            job_id,
+                            task_type,
+                            attempt,
+                            queue=stage_row.queue,
+                            priority=job.priority,
+                            trace=trace,
                         )
                         for task_id, task_type, attempt in inserted
                     ],
@@ -538,6 +640,14 @@ class StateStore(TaskStore):
             self.metrics.stage_completed(job.job_id, job.job_type, stage, job.total_stages)
             self._poke_relay()
         return advanced
+
+    async def sweep_holds(self, stale_seconds: float) -> int:
+        """The janitor's flow sweep (flow.sweep_holds), in one transaction."""
+        async with self._transaction() as conn:
+            released = await sweep_holds(conn, self.outbox, stale_seconds)
+        if released:
+            self._poke_relay()
+        return released
 
     async def stage_results(
         self, job_id: str, stage: int, check_job: bool = True

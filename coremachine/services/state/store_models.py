@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from coremachine.services.state.rows import EventRow, JobRow, StageRow
@@ -40,6 +41,30 @@ class StagePolicy:
     task_timeout_ms: int = 0
     heartbeat_timeout_ms: int = 0
     previous_results: bool = False
+    # (key, limit) pairs: at most `limit` tasks with `key` run at once.
+    concurrency: tuple[tuple[str, int], ...] = ()
+    rate_limit: RateLimitSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    """At most per_second task starts per second, bursts up to burst, shared by name."""
+
+    name: str
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobStart:
+    """When and in which order a new job starts (flow control)."""
+
+    priority: int = 5
+    not_before: dt.datetime | None = None
+    # At most this many jobs of its type run at once (None: no limit).
+    max_running: int | None = None
+    # Some stage has concurrency keys or a rate limit.
+    flow_limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +106,21 @@ class ClaimOutcome:
     task_id: str
     task: ClaimedTask | None
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTask:
+    """A task a claim held for a limit instead of starting it."""
+
+    task_id: str
+    job_id: str
+    task_type: str
+    attempt: int
+    queue: str
+    priority: int
+    held_for: str
+    # A rate limit's start time: its message is sent again for then.
+    release_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -19,6 +19,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.barrier import evaluate_stage
 from coremachine.services.state.events import JOB_END_EVENTS, NewEvent, append_events
+from coremachine.services.state.flow import (
+    held_reason,
+    keys_of_job,
+    keys_of_stages,
+    release_keys,
+)
 from coremachine.services.state.job_traces import publishing
 from coremachine.services.state.locks import fetch_job, lock_jobs_of
 from coremachine.services.state.metrics import StateMetrics
@@ -29,6 +35,7 @@ from coremachine.services.state.store_models import (
     Claim,
     ClaimedTask,
     ClaimOutcome,
+    HeldTask,
     Outcome,
     OutcomeResult,
 )
@@ -71,14 +78,15 @@ class TaskStore:
     async def claim_tasks(
         self, worker_id: str, lease_seconds: int, claims: Sequence[Claim]
     ) -> list[ClaimOutcome]:
-        """Grants a lease on each queued task whose attempt matches the message."""
+        """Grants a lease on each queued task whose attempt matches the message,
+        unless a flow limit holds it (its reason then says what it waits for)."""
         if not claims:
             return []
-        # One statement (a function): jobs locked first, leases granted, the
-        # task_started events appended, all in its own transaction.
+        # One statement (a function): jobs locked first, limits applied,
+        # leases granted, the task_started events appended, in its own
+        # transaction. Rows with held_for are tasks held for a limit.
         async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=class_row(ClaimedTask))
-            await cur.execute(
+            cur = await conn.execute(
                 Q.claim_tasks,
                 {
                     "worker_id": worker_id,
@@ -88,16 +96,46 @@ class TaskStore:
                     ),
                 },
             )
-            granted = {t.task_id: t for t in await cur.fetchall()}
+            rows = await cur.fetchall()
+        granted: dict[str, ClaimedTask] = {}
+        held: dict[str, HeldTask] = {}
+        for row in rows:
+            if row[13] is None:
+                granted[row[0]] = ClaimedTask(*row[:13])
+            else:
+                held[row[0]] = HeldTask(
+                    row[0], row[1], row[3], row[6], row[9], row[15], row[13], row[14]
+                )
+        if any(h.release_at is not None for h in held.values()):
+            await self._send_held_for_later(held.values())
         # Metrics only, outside the statement: the first claim of a stage this
         # process advanced observes the advancement's lag.
         self.metrics.claimed((t.job_id, t.stage) for t in granted.values())
-        refused = [c for c in claims if c.task_id not in granted]
+        refused = [c for c in claims if c.task_id not in granted and c.task_id not in held]
         reasons = await self._refusal_reasons(refused) if refused else {}
+        reasons.update({t: f"held: {held_reason(h.held_for)}" for t, h in held.items()})
         return [
             ClaimOutcome(c.task_id, granted.get(c.task_id), reasons.get(c.task_id, ""))
             for c in claims
         ]
+
+    async def _send_held_for_later(self, held: Iterable[HeldTask]) -> None:
+        """Tasks a rate limit held get their message again, scheduled for the
+        start time the bucket gave them. (A crash before this commits leaves
+        them to the janitor's sweep, which sends them once they are overdue.)"""
+        async with self._transaction() as conn:
+            await self.outbox.write(
+                conn,
+                [
+                    self.outbox.task(
+                        h.task_id, h.job_id, h.task_type, h.attempt, h.release_at,
+                        queue=h.queue or None, priority=h.priority, again=True,
+                    )
+                    for h in held
+                    if h.release_at is not None
+                ],
+            )  # fmt: skip
+        self._poke_relay()
 
     async def _refusal_reasons(self, refused: Sequence[Claim]) -> dict[str, str]:
         async with self.pool.connection() as conn:
@@ -140,6 +178,9 @@ class TaskStore:
         async with self._transaction() as conn:
             jobs = await lock_jobs_of(conn, [o.task_id for o in outcomes])
             per_stage: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+            # Stages of flow-limited jobs whose tasks left 'processing': their
+            # keys may have room for held tasks now.
+            freed: set[tuple[str, int]] = set()
             events: list[NewEvent] = []
             first_failure: dict[tuple[str, int], str] = {}
             if ok:
@@ -165,6 +206,8 @@ class TaskStore:
                 for task_id, job_id, stage, _index, attempt in await cur.fetchall():
                     statuses[task_id] = TaskStatus.COMPLETED
                     per_stage[(job_id, stage)]["completed"] += 1
+                    if jobs[job_id].flow_limited:
+                        freed.add((job_id, stage))
                     events.append(
                         NewEvent(job_id, "task_completed", stage, task_id, {"attempt": attempt})
                     )
@@ -199,6 +242,8 @@ class TaskStore:
                     queue,
                     attempt_trace,
                 ) in await cur.fetchall():
+                    if jobs[job_id].flow_limited:
+                        freed.add((job_id, stage))
                     if status == TaskStatus.QUEUED:
                         statuses[task_id] = "retrying"
                         delay = backoff_seconds(attempt - 1, base_ms, max_ms)
@@ -219,6 +264,7 @@ class TaskStore:
                                     attempt,
                                     at,
                                     queue=queue,
+                                    priority=jobs[job_id].priority,
                                     trace=trace,
                                 )
                             )
@@ -276,6 +322,8 @@ class TaskStore:
                         stage_row.failures_exceed_tolerance()
                     ):
                         wrote_outbox = True
+            if freed and await release_keys(conn, self.outbox, await keys_of_stages(conn, freed)):
+                wrote_outbox = True
             # Every event of the batch (tasks, stages, job) in one statement.
             await append_events(conn, events)
         for job_id, stage in completed_stages:
@@ -358,12 +406,23 @@ class TaskStore:
         if not leases:
             return []
         async with self._transaction() as conn:
-            await lock_jobs_of(conn, [t for t, _ in leases])
+            jobs = await lock_jobs_of(conn, [t for t, _ in leases])
             cur = await conn.execute(
                 Q.release_tasks,
                 {"leases": records({"task_id": t, "token": tok} for t, tok in leases)},
             )
-            return [row[0] for row in await cur.fetchall()]
+            rows = await cur.fetchall()
+            # Their slots are free again: held tasks of those keys go on.
+            keys = [
+                k
+                for j in jobs.values()
+                if j.flow_limited
+                for k in await keys_of_job(conn, j.job_id)
+            ]
+            released = await release_keys(conn, self.outbox, keys)
+        if released:
+            self._poke_relay()
+        return [row[0] for row in rows]
 
     async def list_tasks(
         self,

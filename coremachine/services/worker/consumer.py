@@ -216,7 +216,11 @@ class TaskConsumer:
             elif result.reason == "unknown_task":
                 await self._dead_letter(message, "UnknownTask", f"no task {decoded.task_id}")
             else:
-                log.info(
+                # A duplicate or stale delivery, or a task the state service
+                # holds for a flow limit (it sends the task again when it may
+                # start): either way this message is done.
+                log.log(
+                    logging.DEBUG if result.reason.startswith("held:") else logging.INFO,
                     "dropping %s delivery of %s: %s",
                     message.message_id,
                     decoded.task_id,

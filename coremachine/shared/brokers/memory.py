@@ -26,6 +26,7 @@ from coremachine.shared.broker import (
     QueueStats,
     ReceivedMessage,
 )
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 
 
 @dataclass
@@ -46,9 +47,16 @@ class _Stored:
 class MemoryBroker:
     """Broker port in memory (see shared/broker.py for the semantics)."""
 
-    def __init__(self, *, lock_duration: float = 30.0, max_delivery_count: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        lock_duration: float = 30.0,
+        max_delivery_count: int = 10,
+        priority_aging_seconds: float = 10.0,
+    ) -> None:
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
+        self.aging_seconds = priority_aging_seconds
         self._queues: dict[str, dict[int, _Stored]] = {}
         self._seq = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -70,7 +78,8 @@ class MemoryBroker:
             visible = now
             if message.scheduled_at is not None:
                 delay = (message.scheduled_at - dt.datetime.now(dt.UTC)).total_seconds()
-                visible = now + max(delay, 0.0)
+                # A time in the past counts from then (order), as on PostgreSQL.
+                visible = now + delay
             seq = next(self._seq)
             stored[seq] = _Stored(seq, message, dt.datetime.now(dt.UTC), visible)
             live.add(message.message_id)
@@ -102,7 +111,11 @@ class MemoryBroker:
         out: list[ReceivedMessage] = []
         ready = sorted(
             (s for s in self._queue(queue).values() if not s.dead and s.visible_at <= now),
-            key=lambda s: (s.visible_at, s.seq),
+            # As the PostgreSQL queue: priority with aging (0003_priority.sql).
+            key=lambda s: (
+                s.visible_at - (s.message.priority - DEFAULT_PRIORITY) * self.aging_seconds,
+                s.seq,
+            ),
         )
         for stored in ready:
             if len(out) >= limit:

@@ -41,6 +41,10 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 LEDGER = Ledger(schema="broker")
 _Q = Queries(SQL_DIR / "queries.sql")
 
+# How much earlier a message counts per priority level above normal (and
+# later below): see postgres_sql/migrations/0003_priority.sql.
+DEFAULT_PRIORITY_AGING_SECONDS = 10.0
+
 # Upper bound on an idle wait between checks, in case a notification is lost
 # (e.g. the listening connection was re-established).
 _MAX_IDLE_WAIT = 5.0
@@ -52,7 +56,10 @@ def channel_for(queue: str) -> str:
 
 
 async def enqueue_in_transaction(
-    conn: psycopg.AsyncConnection, queue: str, messages: Sequence[OutgoingMessage]
+    conn: psycopg.AsyncConnection,
+    queue: str,
+    messages: Sequence[OutgoingMessage],
+    aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
 ) -> None:
     """Inserts messages using the caller's connection (and transaction).
 
@@ -67,12 +74,14 @@ async def enqueue_in_transaction(
         {
             "queue": queue,
             "channel": channel_for(queue),
+            "aging_seconds": aging_seconds,
             "messages": records(
                 {
                     "message_id": m.message_id,
                     "body": base64.b64encode(m.body).decode(),
                     "properties": dict(m.properties),
                     "scheduled_at": m.scheduled_at.isoformat() if m.scheduled_at else None,
+                    "priority": m.priority,
                 }
                 for m in messages
             ),
@@ -95,10 +104,12 @@ class PostgresBroker:
         lock_duration: float = 60.0,
         max_delivery_count: int = 10,
         pool_size: int = 4,
+        priority_aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
     ) -> None:
         self._conninfo = conninfo
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
+        self.aging_seconds = priority_aging_seconds
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
         )
@@ -135,7 +146,7 @@ class PostgresBroker:
         if not messages:
             return
         async with self._pool.connection() as conn:
-            await enqueue_in_transaction(conn, queue, messages)
+            await enqueue_in_transaction(conn, queue, messages, self.aging_seconds)
         self._check_soon(queue)
 
     # -- receiving -------------------------------------------------------------
@@ -179,6 +190,7 @@ class PostgresBroker:
             "lock_seconds": self.lock_duration,
             "max_delivery_count": self.max_delivery_count,
             "max_delivery_reason": MAX_DELIVERY_REASON,
+            "aging_seconds": self.aging_seconds,
         }
         async with self._lock_pool.connection() as conn:
             cur = await conn.execute(_Q.receive, params)
@@ -302,7 +314,14 @@ class PostgresBroker:
         if not messages:
             return
         async with self._lock_pool.connection() as conn:
-            await conn.execute(_Q.abandon, {**self._locks(messages), "delay_seconds": delay})
+            await conn.execute(
+                _Q.abandon,
+                {
+                    **self._locks(messages),
+                    "delay_seconds": delay,
+                    "aging_seconds": self.aging_seconds,
+                },
+            )
             if delay <= 0:
                 await conn.execute(_Q.notify, {"channel": channel_for(messages[0].queue)})
         self._check_soon(messages[0].queue, delay)
@@ -328,7 +347,12 @@ class PostgresBroker:
             return []
         async with self._lock_pool.connection() as conn:
             cur = await conn.execute(
-                _Q.renew_locks, {**self._locks(messages), "lock_seconds": self.lock_duration}
+                _Q.renew_locks,
+                {
+                    **self._locks(messages),
+                    "lock_seconds": self.lock_duration,
+                    "aging_seconds": self.aging_seconds,
+                },
             )
             renewed: dict[int, dt.datetime] = dict(await cur.fetchall())
         out = []
@@ -407,7 +431,12 @@ class PostgresBroker:
     async def replay_dead_letters(self, queue: str, sequences: Sequence[str]) -> int:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                _Q.replay_dead_letters, {"queue": queue, "seqs": [int(s) for s in sequences]}
+                _Q.replay_dead_letters,
+                {
+                    "queue": queue,
+                    "seqs": [int(s) for s in sequences],
+                    "aging_seconds": self.aging_seconds,
+                },
             )
             count = len(await cur.fetchall())
             await conn.execute(_Q.notify, {"channel": channel_for(queue)})

@@ -12,7 +12,13 @@ Where Service Bus differs from the port, the adapter bridges it:
   counting; the adapter dead-letters a copy that exceeds the queue's max
   delivery count itself, with reason `MaxDeliveryCountExceeded`;
 - duplicate detection drops any id sent within the queue's detection window,
-  not only ids still waiting in the queue (docs/azure-service-bus.md).
+  not only ids still waiting in the queue (docs/azure-service-bus.md);
+- Service Bus has no message priorities: with `priority_bands`, a queue is
+  three queues, one per band (`tasks-high`, `tasks`, `tasks-low`: see
+  shared/domain/priorities.py); a message is sent to its priority's band, and
+  a receive takes the bands in weighted turns (high 6, normal 3, low 1 of 10
+  receives look at it first), so higher bands go first and none starves.
+  Dead letters stay with their band's queue (`tasks-high`, ...).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from coremachine.shared.brokers.servicebus_batching import (
     split_by_schedule,
     to_sdk_message,
 )
+from coremachine.shared.domain.priorities import BANDS, band_of, band_queue
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,7 @@ class ServiceBusBroker:
         prefetch_count: int = 0,
         max_delivery_count: int | None = None,
         owned_credential: Any = None,
+        priority_bands: bool = False,
     ) -> None:
         # Factories, not clients: nothing connects until the first operation.
         self._client_factory = client_factory
@@ -98,6 +106,8 @@ class ServiceBusBroker:
         # An SDK receiver serves one receive call at a time.
         self._receive_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._queue_max_deliveries: dict[str, int] = {}
+        self.priority_bands = priority_bands
+        self._band_turns: defaultdict[str, int] = defaultdict(int)
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **options: Any) -> ServiceBusBroker:
@@ -137,6 +147,16 @@ class ServiceBusBroker:
         """Sends messages in size-limited batches; future `scheduled_at` ones are scheduled."""
         if not messages:
             return
+        if self.priority_bands:
+            by_band: defaultdict[str, list[OutgoingMessage]] = defaultdict(list)
+            for message in messages:
+                by_band[band_queue(queue, band_of(message.priority))].append(message)
+            for band, group in by_band.items():
+                await self._send_to(band, group)
+            return
+        await self._send_to(queue, messages)
+
+    async def _send_to(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         sender = self._sender(queue)
         immediate, scheduled = split_by_schedule(messages, _now())
         # Pack everything first: a message too large fails the call before any send.
@@ -157,6 +177,26 @@ class ServiceBusBroker:
         self, queue: str, max_messages: int, max_wait: float
     ) -> list[ReceivedMessage]:
         """Returns up to max_messages peek-locked messages, waiting up to max_wait seconds."""
+        if not self.priority_bands:
+            return await self._receive_from(queue, max_messages, max_wait)
+        # Band queues in this call's turn order, each asked briefly, until the
+        # wait is over: a message in any band is found within one round.
+        turn = self._band_turns[queue]
+        self._band_turns[queue] = turn + 1
+        order = [band_queue(queue, band) for band in band_turn_order(turn)]
+        deadline = asyncio.get_running_loop().time() + max_wait
+        while True:
+            got: list[ReceivedMessage] = []
+            for band in order:
+                if len(got) >= max_messages:
+                    break
+                got += await self._receive_from(band, max_messages - len(got), MIN_RECEIVE_WAIT)
+            if got or asyncio.get_running_loop().time() >= deadline:
+                return got
+
+    async def _receive_from(
+        self, queue: str, max_messages: int, max_wait: float
+    ) -> list[ReceivedMessage]:
         receiver = self._receiver(queue)
         async with self._receive_locks[queue]:
             batch = await receiver.receive_messages(
@@ -220,14 +260,23 @@ class ServiceBusBroker:
     # -- operator views ------------------------------------------------------
 
     async def queue_depth(self, queue: str) -> int:
-        """Active plus scheduled messages, from the administration API."""
-        runtime = await self._admin_client().get_queue_runtime_properties(queue)
-        return (runtime.active_message_count or 0) + (runtime.scheduled_message_count or 0)
+        """Active plus scheduled messages, from the administration API (every band)."""
+        total = 0
+        for name in self._bands_of(queue):
+            runtime = await self._admin_client().get_queue_runtime_properties(name)
+            total += (runtime.active_message_count or 0) + (runtime.scheduled_message_count or 0)
+        return total
 
     async def dead_letter_count(self, queue: str) -> int:
-        """Dead-lettered messages, from the administration API."""
-        runtime = await self._admin_client().get_queue_runtime_properties(queue)
-        return runtime.dead_letter_message_count or 0
+        """Dead-lettered messages, from the administration API (every band)."""
+        total = 0
+        for name in self._bands_of(queue):
+            runtime = await self._admin_client().get_queue_runtime_properties(name)
+            total += runtime.dead_letter_message_count or 0
+        return total
+
+    def _bands_of(self, queue: str) -> list[str]:
+        return [band_queue(queue, b) for b in BANDS] if self.priority_bands else [queue]
 
     async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
         # Service Bus cannot look a message up by id: the janitor falls back to
@@ -441,6 +490,20 @@ class ServiceBusBroker:
                     *(receiver.abandon_message(m) for m in held), return_exceptions=True
                 )
         return len(taken)
+
+
+def band_turn_order(turn: int) -> list[str]:
+    """The bands in the order a receive looks at them on this turn: of every
+    10 turns, 6 start with high, 3 with normal and 1 with low; the rest follow
+    from high to low. Higher bands are served first, lower ones never starve."""
+    slot = turn % sum(weight for _, weight in BANDS.values())
+    bands = list(BANDS)  # high, normal, low
+    for band in bands:
+        weight = BANDS[band][1]
+        if slot < weight:
+            return [band, *(b for b in bands if b != band)]
+        slot -= weight
+    return bands
 
 
 def to_received(queue: str, sdk_message: ServiceBusReceivedMessage) -> ReceivedMessage:

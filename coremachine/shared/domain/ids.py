@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
@@ -29,3 +30,11 @@ def task_id_for(job_id: str, stage: int, task_index: int) -> str:
     (The reference used an 8-character job prefix, which collides.)
     """
     return f"{job_id}-s{stage}-{task_index}"
+
+
+def scheduled_job_id(schedule_uid: str, tick_at: dt.datetime) -> str:
+    """The job id of a schedule's tick: the same for whoever fires it, so that
+    a tick fired twice (two replicas, a retried submit) is one job."""
+    tick = tick_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    payload = canonical_json({"schedule": schedule_uid, "tick": tick})
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from coremachine.shared.domain.priorities import DEFAULT_PRIORITY
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.statuses import JobStatus, StageStatus
 
@@ -39,6 +40,8 @@ class Job:
     stage_summaries: dict[str, Any] = field(default_factory=dict)
     definition: str = ""
     waiting: str = ""
+    priority: int = DEFAULT_PRIORITY
+    not_before: dt.datetime | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
@@ -60,6 +63,19 @@ class StagePolicy:
     task_timeout_ms: int = 0  # 0: none
     heartbeat_timeout_ms: int = 0  # 0: none
     previous_results: bool = False
+    # (key, limit): at most `limit` tasks with the key run at once, across
+    # every job and worker (keys computed from the job's parameters).
+    concurrency: tuple[tuple[str, int], ...] = ()
+    rate_limit: RateLimitPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """At most per_second task starts per second (bursts up to burst), global per name."""
+
+    name: str
+    per_second: float
+    burst: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,13 @@ class NewJob:
     first_stage: StagePlan | None = None
     # No aggregator: the state service records the default summary itself.
     default_result: bool = False
+    # Flow control: its messages' priority; not started before not_before;
+    # at most max_running jobs of its type run at once (None: no limit);
+    # flow_limited: some stage has concurrency keys or a rate limit.
+    priority: int = DEFAULT_PRIORITY
+    not_before: dt.datetime | None = None
+    max_running: int | None = None
+    flow_limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from coremachine.common.v1 import common_pb2
 from coremachine.shared.domain.jobs import Job, JobTypeDefinition, NewJob, StagePlan, StageProgress
+from coremachine.shared.domain.schedules import Firing, Schedule
 from coremachine.shared.domain.statuses import StageStatus, TaskStatus
 from coremachine.shared.domain.tasks import (
     ClaimedTask,
@@ -17,6 +18,7 @@ from coremachine.shared.domain.tasks import (
     StageResult,
     WorkerInfo,
 )
+from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.status_codes import (
     job_status_from_proto,
     job_status_to_proto,
@@ -63,6 +65,8 @@ def job_from_proto(job: common_pb2.Job) -> Job:
         stage_summaries=_loads(job.stage_results_json) or {},
         definition=job.definition,
         waiting=job.waiting,
+        priority=job.priority,
+        not_before=_time(job.not_before, job.HasField("not_before")),
         created_at=_time(job.created_at, job.HasField("created_at")),
         updated_at=_time(job.updated_at, job.HasField("updated_at")),
         completed_at=_time(job.completed_at, job.HasField("completed_at")),
@@ -80,6 +84,14 @@ def policy_to_proto(plan: StagePlan) -> state_pb2.StagePolicy:
         task_timeout_ms=policy.task_timeout_ms,
         heartbeat_timeout_ms=policy.heartbeat_timeout_ms,
         previous_results=policy.previous_results,
+        concurrency=[state_pb2.ConcurrencyLimit(key=k, limit=n) for k, n in policy.concurrency],
+        rate_limit=state_pb2.RateLimit(
+            name=policy.rate_limit.name,
+            per_second=policy.rate_limit.per_second,
+            burst=policy.rate_limit.burst,
+        )
+        if policy.rate_limit
+        else None,
     )
 
 
@@ -110,6 +122,10 @@ def new_job_to_proto(job: NewJob) -> state_pb2.CreateJobRequest:
         first_stage=stage_tasks_to_proto(job.first_stage) if job.first_stage else None,
         default_result=job.default_result,
         definition=job.definition,
+        priority=job.priority,
+        not_before=_timestamp(job.not_before),
+        max_running=job.max_running or 0,
+        flow_limited=job.flow_limited,
     )
 
 
@@ -159,6 +175,12 @@ def definition_to_proto(definition: JobTypeDefinition) -> state_pb2.JobTypeDefin
 def _timestamp(value: dt.datetime | None) -> Timestamp | None:
     if value is None:
         return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def timestamp_of(value: dt.datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -228,4 +250,96 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         stage_results_json=_json(job.stage_summaries),
         definition=job.definition,
         waiting=job.waiting,
+        priority=job.priority,
+        not_before=_timestamp(job.not_before),
+    )
+
+
+def schedule_to_proto(schedule: Schedule) -> common_pb2.Schedule:
+    return common_pb2.Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters_json=json.dumps(schedule.parameters).encode(),
+        priority=schedule.priority,
+        cron=schedule.cron or "",
+        timezone=schedule.timezone,
+        interval_seconds=schedule.interval_seconds or 0.0,
+        catch_up=schedule.catch_up,
+        catch_up_limit=schedule.catch_up_limit,
+        grace_seconds=schedule.grace_seconds,
+        overlap=schedule.overlap,
+        paused=schedule.paused,
+        description=schedule.description,
+        next_fire_at=_timestamp(schedule.next_fire_at),
+        created_at=_timestamp(schedule.created_at),
+        updated_at=_timestamp(schedule.updated_at),
+        uid=schedule.uid,
+    )
+
+
+def schedule_from_proto(schedule: common_pb2.Schedule) -> Schedule:
+    """A schedule from the wire; unset policies take their defaults."""
+    defaults = Schedule(name="", job_type="")
+    try:
+        parameters = json.loads(schedule.parameters_json) if schedule.parameters_json else {}
+    except ValueError:
+        raise InvalidArgument("parameters_json is not valid JSON", "parameters") from None
+    if not isinstance(parameters, dict):
+        raise InvalidArgument("parameters must be a JSON object", "parameters")
+    return Schedule(
+        name=schedule.name,
+        job_type=schedule.job_type,
+        parameters=parameters,
+        priority=schedule.priority,
+        cron=schedule.cron or None,
+        timezone=schedule.timezone or defaults.timezone,
+        interval_seconds=schedule.interval_seconds or None,
+        catch_up=schedule.catch_up or defaults.catch_up,
+        catch_up_limit=schedule.catch_up_limit or defaults.catch_up_limit,
+        grace_seconds=schedule.grace_seconds
+        if schedule.grace_seconds > 0
+        else defaults.grace_seconds,
+        overlap=schedule.overlap or defaults.overlap,
+        paused=schedule.paused,
+        description=schedule.description,
+        next_fire_at=_time(schedule.next_fire_at, schedule.HasField("next_fire_at")),
+        created_at=_time(schedule.created_at, schedule.HasField("created_at")),
+        updated_at=_time(schedule.updated_at, schedule.HasField("updated_at")),
+        uid=schedule.uid,
+    )
+
+
+def firing_to_proto(firing: Firing) -> common_pb2.ScheduleFiring:
+    return common_pb2.ScheduleFiring(
+        schedule=firing.schedule,
+        tick_at=_timestamp(firing.tick_at),
+        kind=firing.kind,
+        outcome=firing.outcome,
+        job_id=firing.job_id,
+        detail=firing.detail,
+        missed_count=firing.missed_count,
+        missed_until=_timestamp(firing.missed_until),
+        created_at=_timestamp(firing.created_at),
+        updated_at=_timestamp(firing.updated_at),
+        job_type=firing.job_type,
+        parameters_json=json.dumps(firing.parameters).encode(),
+        priority=firing.priority,
+    )
+
+
+def firing_from_proto(firing: common_pb2.ScheduleFiring) -> Firing:
+    return Firing(
+        schedule=firing.schedule,
+        tick_at=firing.tick_at.ToDatetime(tzinfo=dt.UTC),
+        kind=firing.kind,
+        outcome=firing.outcome,
+        job_id=firing.job_id,
+        detail=firing.detail,
+        missed_count=firing.missed_count,
+        missed_until=_time(firing.missed_until, firing.HasField("missed_until")),
+        created_at=_time(firing.created_at, firing.HasField("created_at")),
+        updated_at=_time(firing.updated_at, firing.HasField("updated_at")),
+        job_type=firing.job_type,
+        parameters=_loads(firing.parameters_json) or {},
+        priority=firing.priority,
     )

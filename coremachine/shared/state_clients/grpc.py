@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import grpc
 
 from coremachine.shared.domain.jobs import Job, JobTypeDefinition, NewJob, StagePlan
+from coremachine.shared.domain.schedules import Firing, Schedule
 from coremachine.shared.domain.tasks import (
     ClaimResult,
     FailedTask,
@@ -325,6 +326,58 @@ class GrpcStateClient:
             ),
             timeout=READ_TIMEOUT,
         )
+
+    # -- schedules (orchestrator) --------------------------------------------
+
+    @_mapped
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        response = await self.stub.CreateSchedule(
+            state_pb2.CreateScheduleRequest(schedule=convert.schedule_to_proto(schedule)),
+            timeout=WRITE_TIMEOUT,
+        )
+        return convert.schedule_from_proto(response.schedule)
+
+    @_mapped
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
+        response = await self.stub.TriggerSchedule(
+            state_pb2.TriggerScheduleRequest(
+                name=name, orchestrator_id=orchestrator_id, lease_seconds=lease_seconds
+            ),
+            timeout=WRITE_TIMEOUT,
+        )
+        return convert.firing_from_proto(response.firing)
+
+    @_mapped
+    async def claim_due_firings(
+        self, orchestrator_id: str, job_types: Sequence[str], limit: int, lease_seconds: int
+    ) -> tuple[list[Firing], float | None]:
+        response = await self.stub.ClaimDueFirings(
+            state_pb2.ClaimDueFiringsRequest(
+                orchestrator_id=orchestrator_id,
+                job_types=list(job_types),
+                limit=limit,
+                lease_seconds=lease_seconds,
+            ),
+            timeout=WRITE_TIMEOUT,
+        )
+        wait = response.next_due_in_ms / 1000 if response.next_due_in_ms else None
+        return [convert.firing_from_proto(f) for f in response.firings], wait
+
+    @_mapped
+    async def record_firing(
+        self, firing: Firing, outcome: str, job_id: str = "", detail: str = ""
+    ) -> bool:
+        response = await self.stub.RecordFiring(
+            state_pb2.RecordFiringRequest(
+                schedule=firing.schedule,
+                tick_at=convert.timestamp_of(firing.tick_at),
+                outcome=outcome,
+                job_id=job_id,
+                detail=detail,
+            ),
+            timeout=WRITE_TIMEOUT,
+        )
+        return response.recorded
 
 
 def _lease(lease: TaskLease) -> state_pb2.TaskLease:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coremachine.shared.domain.ids import task_id_for
+from coremachine.shared.domain.ids import scheduled_job_id, task_id_for
 from coremachine.shared.domain.jobs import (
     Job,
     JobTypeDefinition,
@@ -27,6 +27,14 @@ from coremachine.shared.domain.jobs import (
     StagePlan,
     StagePolicy,
     StageProgress,
+)
+from coremachine.shared.domain.schedules import (
+    Firing,
+    Schedule,
+    ScheduleError,
+    check_schedule,
+    due_ticks,
+    first_tick,
 )
 from coremachine.shared.domain.statuses import JobStatus, StageStatus, TaskStatus
 from coremachine.shared.domain.tasks import (
@@ -116,6 +124,8 @@ class InMemoryStateClient:
         self.workers: dict[str, WorkerInfo] = {}
         self.orchestrators: dict[str, set[str]] = {}
         self.parked: dict[str, tuple[str, str, bytes]] = {}  # message_id -> (job, def, body)
+        self.schedules: dict[str, Schedule] = {}
+        self.firings: dict[tuple[str, dt.datetime], Firing] = {}
         self.calls: list[str] = []
 
     async def close(self) -> None:
@@ -372,6 +382,108 @@ class InMemoryStateClient:
             state="stopped" if stopping else "live",
             last_seen_at=dt.datetime.now(dt.UTC),
         )
+
+    # -- schedules -------------------------------------------------------------
+    # The state service's rules (services/state/schedules_store.py) in one
+    # process: a due schedule's ticks through the catch-up policy, overlap
+    # against the previous run, firings pending until recorded.
+
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        self.calls.append("create_schedule")
+        try:
+            check_schedule(schedule)
+        except ScheduleError as exc:
+            raise InvalidArgument(str(exc), exc.field) from None
+        if schedule.name in self.schedules:
+            raise Conflict(f"schedule {schedule.name!r} exists already")
+        now = dt.datetime.now(dt.UTC)
+        created = dataclasses.replace(
+            schedule, uid=uuid.uuid4().hex, anchor_at=now, created_at=now, updated_at=now
+        )
+        created = dataclasses.replace(created, next_fire_at=first_tick(created, now))
+        self.schedules[schedule.name] = created
+        return created
+
+    async def trigger_schedule(self, name: str, orchestrator_id: str, lease_seconds: int) -> Firing:
+        self.calls.append("trigger_schedule")
+        schedule = self._schedule(name)
+        return self._fire(schedule, dt.datetime.now(dt.UTC), "manual")
+
+    async def claim_due_firings(
+        self, orchestrator_id: str, job_types: Sequence[str], limit: int, lease_seconds: int
+    ) -> tuple[list[Firing], float | None]:
+        self.calls.append("claim_due_firings")
+        now = dt.datetime.now(dt.UTC)
+        firings: list[Firing] = []
+        mine = [s for s in self.schedules.values() if s.job_type in job_types and not s.paused]
+        for schedule in mine:
+            assert schedule.next_fire_at is not None
+            if schedule.next_fire_at > now:
+                continue
+            due = due_ticks(schedule, schedule.next_fire_at, now)
+            previous = self._previous_run(schedule.name)
+            for tick, kind in due.fire:
+                if previous and schedule.overlap == "skip":
+                    self.firings[(schedule.name, tick)] = Firing(
+                        schedule.name, tick, kind, "skipped", detail="the previous run is going"
+                    )
+                else:
+                    firings.append(self._fire(schedule, tick, kind))
+            self.schedules[schedule.name] = dataclasses.replace(
+                schedule, next_fire_at=due.next_fire_at
+            )
+        upcoming = [s.next_fire_at for s in mine if s.next_fire_at is not None]
+        wait = (min(upcoming) - now).total_seconds() if upcoming else None
+        return firings[:limit], wait
+
+    async def record_firing(
+        self, firing: Firing, outcome: str, job_id: str = "", detail: str = ""
+    ) -> bool:
+        self.calls.append("record_firing")
+        key = (firing.schedule, firing.tick_at)
+        current = self.firings.get(key)
+        if current is None or current.outcome != "pending":
+            return False
+        self.firings[key] = dataclasses.replace(
+            current, outcome=outcome, job_id=job_id or current.job_id, detail=detail
+        )
+        return True
+
+    def _schedule(self, name: str) -> Schedule:
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            raise NotFound(f"schedule {name!r} not found")
+        return schedule
+
+    def _fire(self, schedule: Schedule, tick: dt.datetime, kind: str) -> Firing:
+        firing = Firing(
+            schedule.name,
+            tick,
+            kind,
+            "pending",
+            job_id=scheduled_job_id(schedule.uid, tick),
+            job_type=schedule.job_type,
+            parameters=dict(schedule.parameters),
+            priority=schedule.priority,
+        )
+        self.firings[(schedule.name, tick)] = firing
+        return firing
+
+    def _previous_run(self, name: str) -> bool:
+        """Whether the schedule's latest firing may still be going."""
+        runs = sorted(
+            (
+                f
+                for (n, _), f in self.firings.items()
+                if n == name and f.outcome in ("pending", "submitted")
+            ),
+            key=lambda f: f.tick_at,
+        )
+        if not runs:
+            return False
+        last = runs[-1]
+        job = self.jobs.get(last.job_id)
+        return last.outcome == "pending" or (job is not None and not job.status.is_terminal)
 
     # -- the rules -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage", "default_result", "definition")
+    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage", "default_result", "definition", "priority", "not_before", "max_running", "flow_limited")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,10 @@ class CreateJobRequest(_message.Message):
     FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_RESULT_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FLOW_LIMITED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     parameters_json: bytes
@@ -28,7 +32,11 @@ class CreateJobRequest(_message.Message):
     first_stage: StageTasks
     default_result: bool
     definition: str
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ..., default_result: _Optional[bool] = ..., definition: _Optional[str] = ...) -> None: ...
+    priority: int
+    not_before: _timestamp_pb2.Timestamp
+    max_running: int
+    flow_limited: bool
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ..., default_result: _Optional[bool] = ..., definition: _Optional[str] = ..., priority: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_running: _Optional[int] = ..., flow_limited: _Optional[bool] = ...) -> None: ...
 
 class StageTasks(_message.Message):
     __slots__ = ("total_tasks", "tasks", "policy")
@@ -81,7 +89,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StagePolicy(_message.Message):
-    __slots__ = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "max_failed_tasks", "queue", "task_timeout_ms", "heartbeat_timeout_ms", "previous_results")
+    __slots__ = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "max_failed_tasks", "queue", "task_timeout_ms", "heartbeat_timeout_ms", "previous_results", "concurrency", "rate_limit")
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_BASE_MS_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_MAX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +98,8 @@ class StagePolicy(_message.Message):
     TASK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     max_attempts: int
     backoff_base_ms: int
     backoff_max_ms: int
@@ -98,7 +108,27 @@ class StagePolicy(_message.Message):
     task_timeout_ms: int
     heartbeat_timeout_ms: int
     previous_results: bool
-    def __init__(self, max_attempts: _Optional[int] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., max_failed_tasks: _Optional[int] = ..., queue: _Optional[str] = ..., task_timeout_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., previous_results: _Optional[bool] = ...) -> None: ...
+    concurrency: _containers.RepeatedCompositeFieldContainer[ConcurrencyLimit]
+    rate_limit: RateLimit
+    def __init__(self, max_attempts: _Optional[int] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., max_failed_tasks: _Optional[int] = ..., queue: _Optional[str] = ..., task_timeout_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., previous_results: _Optional[bool] = ..., concurrency: _Optional[_Iterable[_Union[ConcurrencyLimit, _Mapping]]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class ConcurrencyLimit(_message.Message):
+    __slots__ = ("key", "limit")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    limit: int
+    def __init__(self, key: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("name", "per_second", "burst")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    per_second: float
+    burst: int
+    def __init__(self, name: _Optional[str] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
 
 class NewTask(_message.Message):
     __slots__ = ("task_index", "task_type", "parameters_json")
@@ -711,3 +741,139 @@ class DiagnoseJobResponse(_message.Message):
     DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
     diagnosis: _common_pb2.JobDiagnosis
     def __init__(self, diagnosis: _Optional[_Union[_common_pb2.JobDiagnosis, _Mapping]] = ...) -> None: ...
+
+class CreateScheduleRequest(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: _common_pb2.Schedule
+    def __init__(self, schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ...) -> None: ...
+
+class CreateScheduleResponse(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: _common_pb2.Schedule
+    def __init__(self, schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetScheduleResponse(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: _common_pb2.Schedule
+    def __init__(self, schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("limit", "page_token")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    page_token: str
+    def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules", "next_page_token")
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Schedule]
+    next_page_token: str
+    def __init__(self, schedules: _Optional[_Iterable[_Union[_common_pb2.Schedule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetSchedulePausedRequest(_message.Message):
+    __slots__ = ("name", "paused")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    paused: bool
+    def __init__(self, name: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class SetSchedulePausedResponse(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: _common_pb2.Schedule
+    def __init__(self, schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ...) -> None: ...
+
+class DeleteScheduleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteScheduleResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class TriggerScheduleRequest(_message.Message):
+    __slots__ = ("name", "orchestrator_id", "lease_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORCHESTRATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    orchestrator_id: str
+    lease_seconds: int
+    def __init__(self, name: _Optional[str] = ..., orchestrator_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+
+class TriggerScheduleResponse(_message.Message):
+    __slots__ = ("firing",)
+    FIRING_FIELD_NUMBER: _ClassVar[int]
+    firing: _common_pb2.ScheduleFiring
+    def __init__(self, firing: _Optional[_Union[_common_pb2.ScheduleFiring, _Mapping]] = ...) -> None: ...
+
+class ClaimDueFiringsRequest(_message.Message):
+    __slots__ = ("orchestrator_id", "job_types", "limit", "lease_seconds")
+    ORCHESTRATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    orchestrator_id: str
+    job_types: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    lease_seconds: int
+    def __init__(self, orchestrator_id: _Optional[str] = ..., job_types: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+
+class ClaimDueFiringsResponse(_message.Message):
+    __slots__ = ("firings", "next_due_in_ms")
+    FIRINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    firings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ScheduleFiring]
+    next_due_in_ms: int
+    def __init__(self, firings: _Optional[_Iterable[_Union[_common_pb2.ScheduleFiring, _Mapping]]] = ..., next_due_in_ms: _Optional[int] = ...) -> None: ...
+
+class RecordFiringRequest(_message.Message):
+    __slots__ = ("schedule", "tick_at", "outcome", "job_id", "detail")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TICK_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    schedule: str
+    tick_at: _timestamp_pb2.Timestamp
+    outcome: str
+    job_id: str
+    detail: str
+    def __init__(self, schedule: _Optional[str] = ..., tick_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[str] = ..., job_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class RecordFiringResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: bool
+    def __init__(self, recorded: _Optional[bool] = ...) -> None: ...
+
+class ListFiringsRequest(_message.Message):
+    __slots__ = ("name", "limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limit: int
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListFiringsResponse(_message.Message):
+    __slots__ = ("firings",)
+    FIRINGS_FIELD_NUMBER: _ClassVar[int]
+    firings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ScheduleFiring]
+    def __init__(self, firings: _Optional[_Iterable[_Union[_common_pb2.ScheduleFiring, _Mapping]]] = ...) -> None: ...

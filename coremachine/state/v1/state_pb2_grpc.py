@@ -177,6 +177,51 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/coremachine.state.v1.StateService/CreateSchedule',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/coremachine.state.v1.StateService/GetSchedule',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListSchedules',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.SetSchedulePaused = channel.unary_unary(
+                '/coremachine.state.v1.StateService/SetSchedulePaused',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/coremachine.state.v1.StateService/DeleteSchedule',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/coremachine.state.v1.StateService/TriggerSchedule',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
+        self.ClaimDueFirings = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ClaimDueFirings',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsResponse.FromString,
+                _registered_method=True)
+        self.RecordFiring = channel.unary_unary(
+                '/coremachine.state.v1.StateService/RecordFiring',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringResponse.FromString,
+                _registered_method=True)
+        self.ListFirings = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListFirings',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -384,6 +429,71 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a schedule (its parameters validated by an orchestrator first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Returns one schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists schedules by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedulePaused(self, request, context):
+        """Pauses or resumes a schedule (resumed: from its next tick on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule and its firing record (its jobs stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """A firing now, outside the schedule's ticks, handed to the caller to submit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimDueFirings(self, request, context):
+        """Claims the due ticks of schedules of these job types (catch-up and
+        overlap policies applied, each tick to one caller); the caller submits
+        each firing's job under its derived id, then records the outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordFiring(self, request, context):
+        """Records what became of a claimed firing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFirings(self, request, context):
+        """A schedule's firings (and missed ticks), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -526,6 +636,51 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.DiagnoseJob,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'SetSchedulePaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedulePaused,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleResponse.SerializeToString,
+            ),
+            'ClaimDueFirings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimDueFirings,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsResponse.SerializeToString,
+            ),
+            'RecordFiring': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFiring,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringResponse.SerializeToString,
+            ),
+            'ListFirings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFirings,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1287,6 +1442,249 @@ class StateService:
             '/coremachine.state.v1.StateService/DiagnoseJob',
             coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/CreateSchedule',
+            coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/GetSchedule',
+            coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListSchedules',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedulePaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/SetSchedulePaused',
+            coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.SetSchedulePausedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/DeleteSchedule',
+            coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/TriggerSchedule',
+            coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimDueFirings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ClaimDueFirings',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ClaimDueFiringsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFiring(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/RecordFiring',
+            coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.RecordFiringResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFirings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListFirings',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
             options,
             channel_credentials,
             insecure,

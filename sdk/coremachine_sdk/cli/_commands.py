@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from coremachine_sdk._errors import Timeout
-from coremachine_sdk._models import Job
+from coremachine_sdk._models import Job, Schedule
 from coremachine_sdk._sync_client import Client
 from coremachine_sdk.cli import _outside, _render
 from coremachine_sdk.cli._parser import OK, UsageError, exit_code_for_job, parse_parameters
@@ -64,7 +64,9 @@ def _finish(client: Client, job: Job, args: argparse.Namespace, io: Io, verb: st
 
 def submit(client: Client, args: argparse.Namespace, io: Io) -> int:
     parameters = parse_parameters(args.parameters)
-    job = client.submit(args.job_type, **parameters)
+    job = client.submit_job(
+        args.job_type, parameters, priority=args.priority, not_before=args.not_before
+    )
     return _finish(client, job, args, io, "submitted")
 
 
@@ -129,6 +131,58 @@ def types(client: Client, args: argparse.Namespace, io: Io) -> int:
     return OK
 
 
+def schedules(client: Client, args: argparse.Namespace, io: Io) -> int:
+    found = list(client.list_schedules())
+    if io.json:
+        _render.print_json(io.out, found)
+    else:
+        io.out.print(_render.schedules_table(found))
+    return OK
+
+
+def schedule(client: Client, args: argparse.Namespace, io: Io) -> int:
+    result: object
+    if args.action == "create":
+        result = client.create_schedule(
+            Schedule(
+                name=args.name,
+                job_type=args.job_type,
+                parameters=parse_parameters(args.parameters),
+                cron=args.cron,
+                interval_seconds=args.every,
+                timezone=args.timezone,
+                catch_up=args.catch_up,
+                catch_up_limit=args.catch_up_limit,
+                overlap=args.overlap,
+                priority=args.priority,
+                paused=args.paused,
+                description=args.description,
+            )
+        )
+    elif args.action == "show":
+        result = client.get_schedule(args.name)
+    elif args.action == "pause":
+        result = client.pause_schedule(args.name)
+    elif args.action == "resume":
+        result = client.resume_schedule(args.name)
+    elif args.action == "delete":
+        result = {"deleted": client.delete_schedule(args.name)}
+    elif args.action == "trigger":
+        firing, job = client.trigger_schedule(args.name)
+        result = {"firing": firing, "job": job}
+    else:
+        firings = client.schedule_firings(args.name)
+        if not io.json:
+            io.out.print(_render.firings_table(firings))
+            return OK
+        result = firings
+    if io.json or not isinstance(result, Schedule):
+        _render.print_json(io.out, result)
+    else:
+        io.out.print(_render.schedules_table([result]))
+    return OK
+
+
 def poison(args: argparse.Namespace, io: Io) -> int:
     body = _outside.fetch_poison(args.http, args.api_key, args.queue)
     messages = _outside.poison_messages(body)
@@ -182,5 +236,7 @@ CLIENT_COMMANDS = {
     "types": types,
     "workers": workers,
     "why": why,
+    "schedules": schedules,
+    "schedule": schedule,
 }
 LOCAL_COMMANDS = {"poison": poison, "up": up}

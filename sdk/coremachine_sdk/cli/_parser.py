@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coremachine_sdk._channel import DEFAULT_ADDRESS
@@ -91,6 +92,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _priority(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError("must be 0..9")
+    return value
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time with a zone (Z or +hh:mm), or +N seconds from now."""
+    if text.startswith("+"):
+        return datetime.now(UTC) + timedelta(seconds=float(text[1:]))
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("an ISO 8601 time, e.g. 2030-01-01T03:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone (Z or +hh:mm)")
+    return value
+
+
 def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     # Declared on the main parser (with defaults) and on every command (without),
     # so `coremachine --json status X` and `coremachine status X --json` both work.
@@ -148,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "parameters", nargs="*", metavar="key=value", help="values parsed as JSON when possible"
     )
+    submit.add_argument(
+        "--priority", type=_priority, help="0..9, higher first (default: the job type's, else 5)"
+    )
+    submit.add_argument(
+        "--not-before",
+        type=_when,
+        metavar="TIME",
+        help="start at this time (ISO 8601, e.g. 2030-01-01T03:00:00Z) or in N seconds (+N)",
+    )
     _wait_options(submit)
 
     status = command("status", "show a job's status, stages and result")
@@ -194,6 +224,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     why = command("why", "explain what holds a job that is not done yet")
     why.add_argument("job_id")
+
+    command("schedules", "list the schedules")
+    schedule = command("schedule", "create, show, pause, resume, delete or trigger a schedule")
+    actions = schedule.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="coremachine schedule create nightly hello_world n=10 --cron '0 3 * * *'",
+        parents=[common],
+    )
+    create.add_argument("name")
+    create.add_argument("job_type")
+    create.add_argument("parameters", nargs="*", metavar="key=value")
+    timing = create.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", help="5 fields, or 6 with seconds first")
+    timing.add_argument("--every", type=float, metavar="SECONDS", help="a fixed interval")
+    create.add_argument("--timezone", default="UTC", help="IANA zone of the cron expression")
+    create.add_argument("--catch-up", choices=["skip", "run_once", "run_each"], default="skip")
+    create.add_argument("--catch-up-limit", type=_positive, default=10)
+    create.add_argument("--overlap", choices=["skip", "allow", "cancel_previous"], default="skip")
+    create.add_argument("--priority", type=_priority, default=5)
+    create.add_argument("--description", default="")
+    create.add_argument("--paused", action="store_true", help="create it paused")
+    for action, text in (
+        ("show", "show a schedule and its next tick"),
+        ("pause", "pause a schedule"),
+        ("resume", "resume a schedule from its next tick"),
+        ("delete", "delete a schedule (its jobs stay)"),
+        ("trigger", "fire a schedule now"),
+        ("firings", "list a schedule's firings and missed ticks"),
+    ):
+        sub = actions.add_parser(action, help=text, parents=[common])
+        sub.add_argument("name")
 
     poison = command("poison", "list dead-lettered messages (HTTP GET /api/monitor/poison)")
     poison.add_argument("--queue", help="only this queue (jobs or tasks)")

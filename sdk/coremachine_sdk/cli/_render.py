@@ -14,7 +14,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from coremachine_sdk._models import Diagnosis, Job, JobEvent, JobStatus, JobType, Task, Worker
+from coremachine_sdk._models import (
+    Diagnosis,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Schedule,
+    ScheduleFiring,
+    Task,
+    Worker,
+)
 
 _MAX_RESULT_LINES = 40
 _TASK_ID = re.compile(r"^[0-9a-f]{64}-(s\d+-\d+)$")
@@ -142,6 +152,31 @@ def types_table(job_types: Iterable[JobType]) -> Table:
     for jt in job_types:
         properties = jt.parameters_schema.get("properties", {})
         table.add_row(jt.job_type, " → ".join(jt.stages), ", ".join(properties), jt.description)
+    return table
+
+
+def schedules_table(schedules: Iterable[Schedule]) -> Table:
+    table = Table("name", "job_type", "when", "catch-up", "overlap", "next tick", "state")
+    for s in schedules:
+        when = f"{s.cron} ({s.timezone})" if s.cron else f"every {s.interval_seconds:g} s"
+        table.add_row(
+            s.name,
+            s.job_type,
+            when,
+            s.catch_up,
+            s.overlap,
+            _when(s.next_fire_at),
+            "paused" if s.paused else "active",
+        )
+    return table
+
+
+def firings_table(firings: Iterable[ScheduleFiring]) -> Table:
+    table = Table("tick", "kind", "outcome", "job_id", "detail")
+    for f in firings:
+        table.add_row(
+            _when(f.tick_at), f.kind, f.outcome, (f.job_id or "")[:16], (f.detail or "")[:60]
+        )
     return table
 
 

@@ -4,11 +4,15 @@
 -- One round trip: the insert, and a NOTIFY delivered when the transaction
 -- commits (scheduled messages are found by the consumer's next-visible timer).
 WITH inserted AS (
-    INSERT INTO broker.messages (queue, message_id, body, properties, visible_at)
+    INSERT INTO broker.messages
+        (queue, message_id, body, properties, visible_at, priority, rank_at)
     SELECT %(queue)s, m.message_id, decode(m.body, 'base64'), coalesce(m.properties, '{}'),
+           coalesce(m.scheduled_at, now()), m.priority,
            coalesce(m.scheduled_at, now())
+               - make_interval(secs => (m.priority - 5) * %(aging_seconds)s::float8)
     FROM jsonb_to_recordset(%(messages)s::jsonb)
-         AS m(message_id text, body text, properties jsonb, scheduled_at timestamptz)
+         AS m(message_id text, body text, properties jsonb, scheduled_at timestamptz,
+              priority int)
     ON CONFLICT (queue, message_id) DO NOTHING
 )
 SELECT pg_notify(%(channel)s, '');
@@ -17,14 +21,15 @@ SELECT pg_notify(%(channel)s, '');
 SELECT pg_notify(%(channel)s, '');
 
 -- name: receive
--- Locks up to `limit` visible messages. Candidates already delivered
+-- Locks up to `limit` visible messages, in rank order (priority, then age:
+-- migration 0003). Candidates already delivered
 -- max_delivery_count times are dead-lettered instead of delivered again.
 -- Every row also says in how many seconds the next of the other messages
 -- becomes visible (NULL: none); with nothing to deliver, it is the only row.
 WITH candidates AS (
-    SELECT seq FROM broker.messages
+    SELECT seq, rank_at FROM broker.messages
     WHERE queue = %(queue)s AND NOT dead_lettered AND visible_at <= now()
-    ORDER BY visible_at, seq
+    ORDER BY rank_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), exhausted AS (
@@ -38,7 +43,9 @@ WITH candidates AS (
 ), delivered AS (
     UPDATE broker.messages m
     SET delivery_count = m.delivery_count + 1, lock_token = gen_random_uuid(),
-        visible_at = now() + make_interval(secs => %(lock_seconds)s)
+        visible_at = now() + make_interval(secs => %(lock_seconds)s),
+        rank_at = now() + make_interval(secs => %(lock_seconds)s)
+                  - make_interval(secs => (m.priority - 5) * %(aging_seconds)s::float8)
     FROM candidates c
     WHERE m.seq = c.seq AND m.delivery_count < %(max_delivery_count)s
     RETURNING m.seq, m.message_id, m.body, m.properties, m.delivery_count, m.enqueued_at,
@@ -49,7 +56,11 @@ WITH candidates AS (
     FROM broker.messages
     WHERE queue = %(queue)s AND NOT dead_lettered AND seq NOT IN (SELECT seq FROM candidates)
 )
-SELECT d.*, n.next_in FROM next_visible n LEFT JOIN delivered d ON true ORDER BY d.seq;
+SELECT d.*, n.next_in
+FROM next_visible n
+LEFT JOIN delivered d ON true
+LEFT JOIN candidates c ON c.seq = d.seq
+ORDER BY c.rank_at, d.seq;
 
 -- name: complete
 DELETE FROM broker.messages m
@@ -59,7 +70,9 @@ RETURNING m.seq;
 
 -- name: abandon
 UPDATE broker.messages m
-SET lock_token = NULL, visible_at = now() + make_interval(secs => %(delay_seconds)s)
+SET lock_token = NULL, visible_at = now() + make_interval(secs => %(delay_seconds)s),
+    rank_at = now() + make_interval(secs => %(delay_seconds)s)
+              - make_interval(secs => (m.priority - 5) * %(aging_seconds)s::float8)
 FROM jsonb_to_recordset(%(locks)s::jsonb) AS s(seq bigint, token uuid)
 WHERE m.seq = s.seq AND m.lock_token = s.token AND m.visible_at > now() AND NOT m.dead_lettered
 RETURNING m.seq;
@@ -73,7 +86,9 @@ RETURNING seq;
 
 -- name: renew_locks
 UPDATE broker.messages m
-SET visible_at = now() + make_interval(secs => %(lock_seconds)s)
+SET visible_at = now() + make_interval(secs => %(lock_seconds)s),
+    rank_at = now() + make_interval(secs => %(lock_seconds)s)
+              - make_interval(secs => (m.priority - 5) * %(aging_seconds)s::float8)
 FROM jsonb_to_recordset(%(locks)s::jsonb) AS s(seq bigint, token uuid)
 WHERE m.seq = s.seq AND m.lock_token = s.token AND m.visible_at > now() AND NOT m.dead_lettered
 RETURNING m.seq, m.visible_at;
@@ -107,7 +122,8 @@ LIMIT %(limit)s;
 -- name: replay_dead_letters
 UPDATE broker.messages
 SET dead_lettered = false, dead_letter_reason = NULL, dead_letter_description = NULL,
-    dead_lettered_at = NULL, delivery_count = 0, visible_at = now(), lock_token = NULL
+    dead_lettered_at = NULL, delivery_count = 0, visible_at = now(), lock_token = NULL,
+    rank_at = now() - make_interval(secs => (priority - 5) * %(aging_seconds)s::float8)
 WHERE queue = %(queue)s AND dead_lettered AND seq = ANY(%(seqs)s::bigint[])
 RETURNING seq;
 
