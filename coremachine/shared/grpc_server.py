@@ -4,6 +4,15 @@ Each server has the standard health service and server reflection (so
 grpcurl works), and stops gracefully on SIGTERM/SIGINT: it stops accepting
 calls, lets in-flight calls finish within a grace period, then runs the
 service's own shutdown (which releases unfinished work).
+
+Health: the overall status ("") and every registered service say SERVING
+only while nothing is wrong: no dependency probe failing (health_monitor.py)
+and no background loop down (background.py). The `liveness` service stays
+SERVING as long as the process runs: a liveness probe must not restart a
+service that is only waiting for PostgreSQL to come back.
+
+Exit codes: 0 after SIGTERM/SIGINT, non-zero when a background loop could
+not go on (background.EXIT_LOOP_FAILED) or start-up failed.
 """
 
 from __future__ import annotations
@@ -11,13 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from coremachine.shared.background import (
+    EXIT_LOOP_FAILED,
+    Background,
+    Loop,
+    LoopFailed,
+    supervise,
+)
 from coremachine.shared.grpc_tls import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +44,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+LIVENESS = "liveness"
 
 
 class GrpcServer:
@@ -36,16 +52,30 @@ class GrpcServer:
 
     With `tls` (TlsConfig.from_settings) the port serves TLS, or mutual TLS
     when the config requires client certificates; without it, plaintext.
+    With `max_concurrent_rpcs`, calls beyond that many in flight are refused
+    at once with RESOURCE_EXHAUSTED instead of queueing.
     """
 
-    def __init__(self, port: int, host: str = "0.0.0.0", *, tls: TlsConfig | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = "0.0.0.0",
+        *,
+        tls: TlsConfig | None = None,
+        max_concurrent_rpcs: int | None = None,
+    ) -> None:
         self.tls = tls
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.server = grpc.aio.server(
+            options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=max_concurrent_rpcs
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
         self.address = f"{host}:{port}"
         self.port = port
+        # component -> why it is not fine; empty = SERVING.
+        self.problems: dict[str, str] = {}
+        self._started = False
 
     def add(
         self, register: Callable[[object, grpc.aio.Server], None], servicer: object, name: str
@@ -54,6 +84,31 @@ class GrpcServer:
         register(servicer, self.server)
         self._service_names.append(name)
 
+    async def report(self, component: str, problem: str | None) -> None:
+        """Records that a component is fine (None) or why it is not; updates health."""
+        before = bool(self.problems)
+        if problem is None:
+            self.problems.pop(component, None)
+        else:
+            self.problems[component] = problem
+        if self._started and before != bool(self.problems):
+            log.warning(
+                "health: %s",
+                "NOT_SERVING" if self.problems else "SERVING",
+                extra={"fields": {"problems": dict(self.problems)}},
+            )
+            await self._publish()
+
+    async def _publish(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if self.problems
+            else health_pb2.HealthCheckResponse.SERVING
+        )
+        for name in [*self._service_names, ""]:
+            await self.health.set(name, status)
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+
     async def start(self) -> int:
         reflection.enable_server_reflection(self._service_names, self.server)
         if self.tls is None:
@@ -61,8 +116,8 @@ class GrpcServer:
         else:
             self.port = self.server.add_secure_port(self.address, self.tls.server_credentials())
         await self.server.start()
-        for name in [*self._service_names, ""]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        await self._publish()
         return self.port
 
     async def stop(self, grace: float) -> None:
@@ -72,14 +127,17 @@ class GrpcServer:
 
 async def serve_until_signalled(
     server: GrpcServer,
-    background: Iterable[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
+    background: Iterable[Loop | Background] = (),
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     grace: float = 10.0,
 ) -> None:
     """Starts the server and background loops; on SIGTERM/SIGINT shuts all down.
 
     Background loops receive a `stopping` event and must return soon after it
-    is set, having finished or released what they hold.
+    is set, having finished or released what they hold. A loop that fails is
+    restarted or ends the process as its `Background` policy says (plain
+    coroutine functions restart); when one ends it, everything is shut down
+    as on SIGTERM and then SystemExit(EXIT_LOOP_FAILED) is raised.
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,20 +145,30 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stopping.set)
     port = await server.start()
     log.info("serving gRPC", extra={"fields": {"port": port}})
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(run(stopping)) for run in background]
+    tasks = [
+        asyncio.create_task(supervise(Background.of(run), stopping, server.report))
+        for run in background
+    ]
     stop_waiter = asyncio.create_task(stopping.wait())
-    # A background loop that dies is a fatal error: stop everything.
     done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not stop_waiter and task.exception() is not None:
-            log.error("background loop failed", exc_info=task.exception())
+    failed = [t for t in done if t is not stop_waiter and t.exception() is not None]
+    for task in failed:
+        log.error("stopping the service: %s", task.exception())
     stopping.set()
     log.info("shutting down")
     await server.stop(grace)
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+    for task, result in zip(tasks, results, strict=True):
+        if task in failed or not isinstance(result, BaseException):
+            continue
+        if not isinstance(result, asyncio.CancelledError):
             log.error("background loop failed during shutdown", exc_info=result)
     if on_shutdown is not None:
         await on_shutdown()
+    if failed:
+        log.error("stopped after a failure", extra={"fields": {"exit_code": EXIT_LOOP_FAILED}})
+        raise SystemExit(EXIT_LOOP_FAILED)
     log.info("stopped")
+
+
+__all__ = ["LIVENESS", "Background", "GrpcServer", "LoopFailed", "serve_until_signalled"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import secrets as secrets_module
@@ -23,7 +24,9 @@ from coremachine.services.api_gateway.http_app import create_app
 from coremachine.services.api_gateway.params import ParameterLimits
 from coremachine.services.api_gateway.servicer import JobServicer
 from coremachine.services.api_gateway.settings import GatewaySettings
+from coremachine.shared.background import Background
 from coremachine.shared.grpc_server import GrpcServer, serve_until_signalled
+from coremachine.shared.health_monitor import HealthMonitor, grpc_service_probe
 from coremachine.shared.logging_setup import configure_logging
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
@@ -68,7 +71,16 @@ async def serve(settings: GatewaySettings) -> None:
     # Set at shutdown: open event streams (SSE and WatchJob) end at once, so
     # clients resume elsewhere instead of holding the shutdown up.
     streams_stopping = asyncio.Event()
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs)
+    # Workers are left out: a pool scaled to zero is no reason to refuse calls.
+    health = HealthMonitor(
+        server,
+        {
+            "state": grpc_service_probe(backends.channels["state"]),
+            "orchestrator": grpc_service_probe(backends.channels["orchestrator"]),
+        },
+        interval=settings.health_probe_seconds,
+    )
     server.add(
         jobs_pb2_grpc.add_JobServiceServicer_to_server,
         JobServicer(
@@ -107,7 +119,17 @@ async def serve(settings: GatewaySettings) -> None:
 
     async def run_http(stopping: asyncio.Event) -> None:
         serving = asyncio.create_task(http.serve())
-        await stopping.wait()
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if serving.done():
+            # Stopped by a signal it captured (re-raised as it returns, so
+            # `stopping` follows at once), or by itself: then it is a failure.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 2.0)
+            if not stopping.is_set():
+                serving.result()  # its exception, if any
+                raise RuntimeError("the HTTP server stopped by itself")
         streams_stopping.set()
         http.should_exit = True
         await serving
@@ -117,7 +139,13 @@ async def serve(settings: GatewaySettings) -> None:
         if secrets is not None:
             await secrets.close()
 
-    await serve_until_signalled(server, background=[run_http], on_shutdown=shutdown)
+    await serve_until_signalled(
+        server,
+        # The HTTP server is bound to its port and is why this process exists:
+        # if it stops, the process exits non-zero for its supervisor to restart.
+        background=[health.run, Background(run_http, name="http", restart=False)],
+        on_shutdown=shutdown,
+    )
 
 
 def keygen(name: str, role: str) -> None:

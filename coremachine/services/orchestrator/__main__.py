@@ -12,7 +12,11 @@ from coremachine.shared.logging_setup import configure_logging
 
 async def serve(settings: OrchestratorSettings) -> None:
     app = await build(settings)
-    await serve_until_signalled(app.server, background=[app.consumer.run], on_shutdown=app.close)
+    # Both restart in place when they fail (shared/background.py): the
+    # consumer's messages wait in the queue meanwhile.
+    await serve_until_signalled(
+        app.server, background=[app.health.run, app.consumer.run], on_shutdown=app.close
+    )
 
 
 def main() -> None:

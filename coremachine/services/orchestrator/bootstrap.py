@@ -19,6 +19,7 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
 from coremachine.state.v1 import state_pb2_grpc
 
 
@@ -29,6 +30,7 @@ class OrchestratorApp:
     broker: Broker
     channel: grpc.aio.Channel
     blobs: BlobStore
+    health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
@@ -48,10 +50,19 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     consumer = JobsConsumer(
         broker, settings.jobs_queue, state, registry, planner, settings.consumer_batch
     )
-    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
+    server = GrpcServer(
+        settings.grpc_port,
+        tls=TlsConfig.from_settings(settings),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    health = HealthMonitor(
+        server,
+        {"state": grpc_service_probe(channel), "broker": broker_probe(broker, settings.jobs_queue)},
+        interval=settings.health_probe_seconds,
+    )
     server.add(
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
         OrchestratorServicer(registry, state, planner),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
-    return OrchestratorApp(server, consumer, broker, channel, blobs)
+    return OrchestratorApp(server, consumer, broker, channel, blobs, health)

@@ -20,6 +20,8 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.database_credentials import DatabaseCredentials
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import HealthMonitor, broker_probe, database_probe
+from coremachine.shared.pg_pool import open_pool
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
 from coremachine.state.v1 import state_pb2_grpc
@@ -35,6 +37,7 @@ class StateApp:
     janitor: Janitor
     feed: EventFeed
     server: GrpcServer
+    health: HealthMonitor
     credentials: DatabaseCredentials
     secrets: SecretsProvider
 
@@ -74,12 +77,14 @@ async def build(settings: StateSettings) -> StateApp:
         await migrate_all(database_url, broker_url if settings.broker == "postgres" else None)
     # Credentials are resolved per new connection: a pool reconnecting hours
     # later uses a rotated password or a fresh Entra token.
-    pool = AsyncConnectionPool(
+    pool = open_pool(
         credentials.conninfo,
         min_size=2,
         max_size=settings.pool_max_size,
-        open=False,
         kwargs=credentials.pool_kwargs(autocommit=True),
+        timeout=settings.pool_timeout_seconds,
+        max_waiting=settings.pool_max_waiting,
+        name="state",
     )
     await pool.open(wait=True, timeout=30)
     async with pool.connection() as conn:
@@ -99,12 +104,21 @@ async def build(settings: StateSettings) -> StateApp:
         job_deadline_seconds=settings.job_deadline_seconds,
     )
     feed = EventFeed(lambda: credentials.connect(autocommit=True))
-    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
+    server = GrpcServer(
+        settings.grpc_port,
+        tls=TlsConfig.from_settings(settings),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    health = HealthMonitor(
+        server,
+        {"database": database_probe(pool), "broker": broker_probe(broker, settings.jobs_queue)},
+        interval=settings.health_probe_seconds,
+    )
     server.add(
         state_pb2_grpc.add_StateServiceServicer_to_server,
         StateServicer(store, Admin(pool, broker, store, settings), feed),
         "coremachine.state.v1.StateService",
     )
     return StateApp(
-        settings, pool, broker, store, relay, janitor, feed, server, credentials, secrets
+        settings, pool, broker, store, relay, janitor, feed, server, health, credentials, secrets
     )

@@ -16,6 +16,7 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
 from coremachine.state.v1 import state_pb2_grpc
 
 
@@ -26,6 +27,7 @@ class WorkerApp:
     broker: Broker
     channel: grpc.aio.Channel
     blobs: BlobStore
+    health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
@@ -55,5 +57,17 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         payloads=payloads,
     )
     # The worker serves only health and reflection: probes and grpcurl.
-    server = GrpcServer(settings.grpc_port, tls=TlsConfig.from_settings(settings))
-    return WorkerApp(server, consumer, broker, channel, blobs)
+    server = GrpcServer(
+        settings.grpc_port,
+        tls=TlsConfig.from_settings(settings),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    health = HealthMonitor(
+        server,
+        {
+            "state": grpc_service_probe(channel),
+            "broker": broker_probe(broker, settings.tasks_queue),
+        },
+        interval=settings.health_probe_seconds,
+    )
+    return WorkerApp(server, consumer, broker, channel, blobs, health)
