@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -45,6 +45,47 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 LIVENESS = "liveness"
+# Always answered, whatever is down: that is how the outage is seen.
+_ALWAYS_SERVED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class _RefuseWhileDown(grpc.aio.ServerInterceptor):
+    """Fails calls at once with UNAVAILABLE while a dependency they all need is down.
+
+    Without it each call would wait for a pooled connection that cannot be
+    made (seconds) before failing the same way; with it, clients get their
+    503 / UNAVAILABLE at once and retry after the outage.
+    """
+
+    def __init__(self, problems: dict[str, str], components: Sequence[str]) -> None:
+        self.problems = problems
+        self.components = tuple(components)
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        down = [c for c in self.components if c in self.problems]
+        if not down or handler is None or handler_call_details.method.startswith(_ALWAYS_SERVED):
+            return handler
+        message = "; ".join(f"{c} unavailable: {self.problems[c]}" for c in down)
+
+        async def refuse(request, context):  # type: ignore[no-untyped-def]
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+        async def refuse_stream(request, context):  # type: ignore[no-untyped-def]
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+            yield  # pragma: no cover (makes this an async generator)
+
+        if handler.unary_unary:
+            make, behaviour = grpc.unary_unary_rpc_method_handler, refuse
+        elif handler.unary_stream:
+            make, behaviour = grpc.unary_stream_rpc_method_handler, refuse_stream
+        else:
+            return handler  # no client-streaming methods here
+        return make(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class GrpcServer:
@@ -53,7 +94,9 @@ class GrpcServer:
     With `tls` (TlsConfig.from_settings) the port serves TLS, or mutual TLS
     when the config requires client certificates; without it, plaintext.
     With `max_concurrent_rpcs`, calls beyond that many in flight are refused
-    at once with RESOURCE_EXHAUSTED instead of queueing.
+    at once with RESOURCE_EXHAUSTED instead of queueing. While a component
+    named in `refuse_while` is reported down (e.g. "database"), every call
+    but health and reflection is refused at once with UNAVAILABLE.
     """
 
     def __init__(
@@ -63,18 +106,21 @@ class GrpcServer:
         *,
         tls: TlsConfig | None = None,
         max_concurrent_rpcs: int | None = None,
+        refuse_while: Sequence[str] = (),
     ) -> None:
         self.tls = tls
+        # component -> why it is not fine; empty = SERVING.
+        self.problems: dict[str, str] = {}
         self.server = grpc.aio.server(
-            options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=max_concurrent_rpcs
+            options=CHANNEL_OPTIONS,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+            interceptors=[_RefuseWhileDown(self.problems, refuse_while)] if refuse_while else None,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
         self.address = f"{host}:{port}"
         self.port = port
-        # component -> why it is not fine; empty = SERVING.
-        self.problems: dict[str, str] = {}
         self._started = False
 
     def add(

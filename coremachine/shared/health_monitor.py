@@ -85,14 +85,31 @@ class HealthMonitor:
                 await asyncio.wait_for(stopping.wait(), wait)
 
 
-def database_probe(pool: Any) -> Probe:
-    """A psycopg_pool pool that can hand out a working connection."""
+class DatabaseProbe:
+    """PostgreSQL answers on a connection of the probe's own.
 
-    async def probe() -> None:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
+    Not one from the service's pool: a pool saturated by a burst of work is
+    busy, not down, and its queue must not make the service look down.
+    """
 
-    return probe
+    def __init__(self, connect: Callable[[], Awaitable[Any]]) -> None:
+        self.connect = connect
+        self._conn: Any = None
+
+    async def __call__(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.connect()
+        try:
+            await self._conn.execute("SELECT 1")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 def broker_probe(broker: Any, queue: str) -> Probe:

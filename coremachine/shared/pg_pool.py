@@ -10,6 +10,12 @@ nothing to read, while one the server terminated (AdminShutdown on a fast
 restart, end of file after a crash) is readable, and only then is it given
 the library's full check (which discards it when dead).
 
+While PostgreSQL is down the pool retries each lost connection with a
+doubling delay (1, 2, 4, 8 s ...): left alone, it would reconnect many
+seconds after the server is back. `reconnect_timeout` makes it give such a
+slot up after a few seconds instead; the next request then starts a fresh
+attempt at once, so the pool is back within about a second of the server.
+
 `timeout` (how long a request waits for a connection) and `max_waiting` (how
 many may wait at all) bound the queue in front of the database: beyond them a
 request fails at once with PoolTimeout / TooManyRequests, which the gRPC edge
@@ -50,6 +56,7 @@ def open_pool(
     max_size: int,
     timeout: float = 30.0,
     max_waiting: int = 0,
+    reconnect_timeout: float = 5.0,
     name: str | None = None,
 ) -> AsyncConnectionPool:
     """A pool (not opened yet: `await pool.open(wait=True)`) with the checks above."""
@@ -62,5 +69,6 @@ def open_pool(
         check=check_connection,
         timeout=timeout,
         max_waiting=max_waiting,
+        reconnect_timeout=reconnect_timeout,
         name=name,
     )

@@ -54,6 +54,8 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        # A submit needs the state service: while it is down, fail at once.
+        refuse_while=("state",),
     )
     health = HealthMonitor(
         server,

@@ -20,7 +20,7 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.database_credentials import DatabaseCredentials
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
-from coremachine.shared.health_monitor import HealthMonitor, broker_probe, database_probe
+from coremachine.shared.health_monitor import DatabaseProbe, HealthMonitor, broker_probe
 from coremachine.shared.pg_pool import open_pool
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
@@ -38,10 +38,12 @@ class StateApp:
     feed: EventFeed
     server: GrpcServer
     health: HealthMonitor
+    database_probe: DatabaseProbe
     credentials: DatabaseCredentials
     secrets: SecretsProvider
 
     async def close(self) -> None:
+        await self.database_probe.close()
         await self.broker.close()
         await self.pool.close()
         await self.credentials.close()
@@ -108,10 +110,13 @@ async def build(settings: StateSettings) -> StateApp:
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        # Every call needs the database: while it is down, fail them at once.
+        refuse_while=("database",),
     )
+    database = DatabaseProbe(lambda: credentials.connect(autocommit=True, connect_timeout=2))
     health = HealthMonitor(
         server,
-        {"database": database_probe(pool), "broker": broker_probe(broker, settings.jobs_queue)},
+        {"database": database, "broker": broker_probe(broker, settings.jobs_queue)},
         interval=settings.health_probe_seconds,
     )
     server.add(
@@ -120,5 +125,16 @@ async def build(settings: StateSettings) -> StateApp:
         "coremachine.state.v1.StateService",
     )
     return StateApp(
-        settings, pool, broker, store, relay, janitor, feed, server, health, credentials, secrets
+        settings,
+        pool,
+        broker,
+        store,
+        relay,
+        janitor,
+        feed,
+        server,
+        health,
+        database,
+        credentials,
+        secrets,
     )
