@@ -12,9 +12,9 @@ pools with different WORKER_QUEUES):
     Stack(url, replicas={"state": 2, "worker": [Replica({"WORKER_QUEUES": "tasks"}),
                                                   Replica({"WORKER_QUEUES": "gpu"})]})
 
-The first replica of a service is named after it ("worker"), the next ones
-"worker-2", "worker-3", ...; every method that takes a name also takes a
-service, meaning all of its replicas. Clients reach the replicas of a
+A service with one replica names it after itself ("worker"); with several
+they are "worker-1", "worker-2", ...; every method that takes a replica's
+name also takes a service's, meaning all of its replicas. Clients reach the replicas of a
 service through one gRPC target listing them all (round_robin, see
 shared/grpc_channel.py).
 
@@ -142,8 +142,8 @@ class Process:
     backoff: float = RESTART_BACKOFF
 
 
-def replica_name(service: str, index: int) -> str:
-    return service if index == 0 else f"{service}-{index + 1}"
+def replica_name(service: str, index: int, count: int) -> str:
+    return service if count == 1 else f"{service}-{index + 1}"
 
 
 def _target(ports: Sequence[int]) -> str:
@@ -178,7 +178,7 @@ class Stack:
             if not specs:
                 raise ValueError(f"{service}: at least one replica")
             for index, spec in enumerate(specs):
-                name = replica_name(service, index)
+                name = replica_name(service, index, len(specs))
                 self.processes[name] = Process(
                     name, service, index, spec, self._port(self.ports.base_of(service), index)
                 )
@@ -200,9 +200,9 @@ class Stack:
 
     def _select(self, name: str) -> list[Process]:
         """The replica of that name, or every replica of that service."""
-        if name in self.processes:
-            return [self.processes[name]]
         found = self.replicas_of(name)
+        if not found and name in self.processes:
+            found = [self.processes[name]]
         if not found:
             raise KeyError(f"no service or replica {name!r}; replicas: {list(self.processes)}")
         return found
@@ -219,12 +219,12 @@ class Stack:
     @property
     def http_url(self) -> str:
         """The first gateway's HTTP address."""
-        return f"http://127.0.0.1:{self.processes['api_gateway'].http_port}"
+        return f"http://127.0.0.1:{self.replicas_of('api_gateway')[0].http_port}"
 
     @property
     def grpc_address(self) -> str:
         """The first gateway's public gRPC address."""
-        return f"127.0.0.1:{self.processes['api_gateway'].grpc_port}"
+        return f"127.0.0.1:{self.replicas_of('api_gateway')[0].grpc_port}"
 
     def grpc_port_of(self, name: str) -> int:
         return self._select(name)[0].grpc_port
@@ -235,7 +235,7 @@ class Stack:
         service = process.service
         # The gateway's env secrets provider reads the secret `api-keys` from API_KEYS.
         auth = {"API_KEYS": api_keys_secret(self.api_keys)} if service == "api_gateway" else {}
-        gateway_http = process.http_port or self.processes["api_gateway"].http_port
+        gateway_http = process.http_port or self.replicas_of("api_gateway")[0].http_port
         ports = {
             "STATE_GRPC_PORT": self.grpc_port_of("state"),
             "ORCHESTRATOR_GRPC_PORT": self.grpc_port_of("orchestrator"),
