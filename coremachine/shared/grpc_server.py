@@ -45,6 +45,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 LIVENESS = "liveness"
+# A dependency's problem before its first probe: health is NOT_SERVING, but
+# calls are not refused for it (the service has just checked it at start-up).
+NOT_PROBED = "not probed yet"
 # Always answered, whatever is down: that is how the outage is seen.
 _ALWAYS_SERVED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -63,7 +66,7 @@ class _RefuseWhileDown(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
-        down = [c for c in self.components if c in self.problems]
+        down = [c for c in self.components if self.problems.get(c, NOT_PROBED) != NOT_PROBED]
         if not down or handler is None or handler_call_details.method.startswith(_ALWAYS_SERVED):
             return handler
         message = "; ".join(f"{c} unavailable: {self.problems[c]}" for c in down)
@@ -94,7 +97,8 @@ class GrpcServer:
     With `tls` (TlsConfig.from_settings) the port serves TLS, or mutual TLS
     when the config requires client certificates; without it, plaintext.
     With `max_concurrent_rpcs`, calls beyond that many in flight are refused
-    at once with RESOURCE_EXHAUSTED instead of queueing. While a component
+    at once with RESOURCE_EXHAUSTED instead of queueing. `max_connection_age`
+    (seconds) closes client connections that old, gracefully. While a component
     named in `refuse_while` is reported down (e.g. "database"), every call
     but health and reflection is refused at once with UNAVAILABLE.
     """
@@ -107,12 +111,21 @@ class GrpcServer:
         tls: TlsConfig | None = None,
         max_concurrent_rpcs: int | None = None,
         refuse_while: Sequence[str] = (),
+        max_connection_age: float | None = None,
     ) -> None:
         self.tls = tls
         # component -> why it is not fine; empty = SERVING.
         self.problems: dict[str, str] = {}
+        options = list(CHANNEL_OPTIONS)
+        if max_connection_age is not None:
+            # Clients reconnect now and then, and so re-resolve the service's
+            # name: replicas added since get their share of the calls.
+            options += [
+                ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(max_connection_age * 1000)),
+            ]
         self.server = grpc.aio.server(
-            options=CHANNEL_OPTIONS,
+            options=options,
             maximum_concurrent_rpcs=max_concurrent_rpcs,
             interceptors=[_RefuseWhileDown(self.problems, refuse_while)] if refuse_while else None,
         )

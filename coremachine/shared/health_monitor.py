@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coremachine.shared.grpc_server import GrpcServer
+from coremachine.shared.grpc_server import NOT_PROBED, GrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class HealthMonitor:
         self.timeout = timeout
         for name in self.probes:
             # Not SERVING before the first probe has passed.
-            server.problems[name] = "not probed yet"
+            server.problems[name] = NOT_PROBED
 
     async def _probe(self, name: str, probe: Probe) -> str | None:
         try:
@@ -69,7 +69,7 @@ class HealthMonitor:
             was = self.server.problems.get(name)
             if problem is not None and was is None:
                 log.warning("dependency %s failing: %s", name, problem)
-            elif problem is None and was is not None and was != "not probed yet":
+            elif problem is None and was is not None and was != NOT_PROBED:
                 log.warning("dependency %s is back", name)
             await self.server.report(name, problem)
         return results

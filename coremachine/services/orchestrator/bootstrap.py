@@ -56,6 +56,8 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         # A submit needs the state service: while it is down, fail at once.
         refuse_while=("state",),
+        # Replicas behind one DNS name: clients re-resolve at least this often.
+        max_connection_age=300,
     )
     health = HealthMonitor(
         server,

@@ -112,6 +112,8 @@ async def build(settings: StateSettings) -> StateApp:
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         # Every call needs the database: while it is down, fail them at once.
         refuse_while=("database",),
+        # Replicas behind one DNS name: clients re-resolve at least this often.
+        max_connection_age=300,
     )
     database = DatabaseProbe(lambda: credentials.connect(autocommit=True, connect_timeout=2))
     health = HealthMonitor(
