@@ -1,7 +1,7 @@
 """The broker port: named queues with Azure Service Bus semantics.
 
 Every adapter (PostgreSQL queue, Service Bus, in-memory) implements `Broker`
-and passes the same contract suite (tests/contract/test_broker_contract.py).
+and passes the same contract suite (tests/contract/broker_suite.py).
 
 Semantics, as on Service Bus:
 - peek-lock: `receive` locks messages for `lock_duration`; `complete` removes
@@ -104,6 +104,10 @@ class Broker(Protocol):
 
     async def dead_letter_count(self, queue: str) -> int:
         """Messages in the queue's dead-letter sub-queue (cheap: for health checks)."""
+
+    async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
+        """Which of these ids the queue holds no message for (live or dead-lettered),
+        or None when the broker cannot tell (Service Bus has no look-up by id)."""
 
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Dead-lettered messages of a queue, oldest first."""

@@ -41,3 +41,7 @@ class Unauthenticated(CoreMachineError):
 
 class PermissionDenied(CoreMachineError):
     """Valid credentials without the required role."""
+
+
+class Internal(CoreMachineError):
+    """The other service failed in a way it did not explain (a bug, or a lost reply)."""

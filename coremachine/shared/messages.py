@@ -15,7 +15,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+from coremachine.shared.domain.names import JOB_ID_PATTERN, NAME_PATTERN, TASK_ID_PATTERN
+
+# Every id and number is checked here, before it reaches PostgreSQL or
+# protobuf: a body that decodes but holds a NUL, a lone surrogate, a stage of
+# 2**40 or an id of another shape is undecodable, and dead-lettered alone.
+INT32_MAX = 2**31 - 1
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+TypeName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Fingerprint = Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{64})?$")]
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 
 
 class _Message(BaseModel):
@@ -27,8 +40,8 @@ class _Message(BaseModel):
 
 
 class StageResultItem(_Message):
-    task_index: int
-    status: str
+    task_index: Int32
+    status: Literal["queued", "processing", "completed", "failed", "cancelled"]
     # As stored: JSON text, or a claim-check reference.
     result_json: str | None = None
     error: str = ""
@@ -38,7 +51,7 @@ class JobContext(_Message):
     """The job as the transaction that finished a stage saw it."""
 
     parameters: dict[str, Any]
-    total_stages: int = Field(ge=1)
+    total_stages: PositiveInt32
     # Per-stage summaries of the stages finished so far (keys "1", "2", ...).
     stage_summaries: dict[str, Any]
     # The finished stage's task results, by task index.
@@ -47,11 +60,14 @@ class JobContext(_Message):
 
 class StageReady(_Message):
     kind: Literal["stage_ready"] = "stage_ready"
-    job_id: str
-    job_type: str
-    stage: int = Field(ge=1)
+    job_id: JobId
+    job_type: TypeName
+    stage: PositiveInt32
     # The previous stage's results and the job's parameters (small stages only).
     context: JobContext | None = None
+    # Fingerprint of the job's definition: only an orchestrator serving it
+    # acts on the message ("": any serving the job type, as before).
+    definition: Fingerprint = ""
 
     @property
     def message_id(self) -> str:
@@ -60,10 +76,11 @@ class StageReady(_Message):
 
 class FinalizeJob(_Message):
     kind: Literal["finalize_job"] = "finalize_job"
-    job_id: str
-    job_type: str
+    job_id: JobId
+    job_type: TypeName
     # The last stage's results and the job's parameters (small stages only).
     context: JobContext | None = None
+    definition: Fingerprint = ""
 
     @property
     def message_id(self) -> str:
@@ -72,10 +89,10 @@ class FinalizeJob(_Message):
 
 class TaskMessage(_Message):
     kind: Literal["task"] = "task"
-    task_id: str
-    job_id: str
-    task_type: str
-    attempt: int = Field(ge=1)
+    task_id: TaskId
+    job_id: JobId
+    task_type: TypeName
+    attempt: PositiveInt32
 
     @property
     def message_id(self) -> str:

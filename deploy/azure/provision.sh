@@ -25,6 +25,9 @@ PG_PUBLIC_ACCESS="${PG_PUBLIC_ACCESS:-0.0.0.0}"
 SB_NAMESPACE="${SB_NAMESPACE:-sb-coremachine}"
 JOBS_QUEUE="${JOBS_QUEUE:-jobs}"
 TASKS_QUEUE="${TASKS_QUEUE:-tasks}"
+# More worker pools (a queue each, space-separated), e.g. POOL_QUEUES="gpu io".
+POOL_QUEUES="${POOL_QUEUES:-}"
+read -r -a POOLS <<< "$POOL_QUEUES"
 STORAGE_ACCOUNT="${STORAGE_ACCOUNT:-stcoremachine}"
 BLOB_CONTAINER="${BLOB_CONTAINER:-coremachine}"
 KEY_VAULT="${KEY_VAULT:-kv-coremachine}"
@@ -109,14 +112,14 @@ if [[ "$(az postgres flexible-server microsoft-entra-admin list --resource-group
     --object-id "$IDENTITY_PRINCIPAL_ID" --type ServicePrincipal --output none
 fi
 
-# --- Service Bus: Standard namespace, queues jobs and tasks ---------------------------------
+# --- Service Bus: Standard namespace, queues jobs, tasks and one per worker pool ------------
 if ! az servicebus namespace show --resource-group "$RESOURCE_GROUP" \
   --name "$SB_NAMESPACE" --output none 2>/dev/null; then
   log "Service Bus namespace $SB_NAMESPACE"
   az servicebus namespace create --resource-group "$RESOURCE_GROUP" --name "$SB_NAMESPACE" \
     --location "$LOCATION" --sku Standard --output none
 fi
-for queue in "$JOBS_QUEUE" "$TASKS_QUEUE"; do
+for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}"; do
   # A create-or-update: re-running resets the settings to these values.
   log "queue $queue"
   az servicebus queue create --resource-group "$RESOURCE_GROUP" \
@@ -167,8 +170,13 @@ ensure_role "Azure Service Bus Data Receiver" "$IDENTITY_PRINCIPAL_ID" "$SB_ID"
 ensure_role "Storage Blob Data Contributor" "$IDENTITY_PRINCIPAL_ID" "$STORAGE_ID"
 ensure_role "Key Vault Secrets User" "$IDENTITY_PRINCIPAL_ID" "$KEY_VAULT_ID"
 # KEDA reads the queue's message count, which needs the Manage right: Data Owner, scoped to
-# the tasks queue only.
+# the queues it scales workers on (tasks and the pools') only.
 ensure_role "Azure Service Bus Data Owner" "$KEDA_PRINCIPAL_ID" "$TASKS_QUEUE_ID"
+for pool in "${POOLS[@]}"; do
+  POOL_QUEUE_ID=$(az servicebus queue show --resource-group "$RESOURCE_GROUP" \
+    --namespace-name "$SB_NAMESPACE" --name "$pool" --query id --output tsv)
+  ensure_role "Azure Service Bus Data Owner" "$KEDA_PRINCIPAL_ID" "$POOL_QUEUE_ID"
+done
 
 # --- AKS workload identity -----------------------------------------------------------------
 if [[ -n "$AKS_OIDC_ISSUER" ]]; then

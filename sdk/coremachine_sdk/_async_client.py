@@ -143,10 +143,15 @@ class AsyncClient:
         )
         return _convert.job_from_proto(response.job)
 
-    async def resubmit(self, job_id: str) -> Job:
-        """Re-runs a failed or cancelled job's failed and cancelled tasks."""
+    async def resubmit(self, job_id: str, *, current_definition: bool = False) -> Job:
+        """Re-runs a failed or cancelled job's failed and cancelled tasks.
+
+        With current_definition, first moves the job onto the definition of its type
+        served now (for a job waiting for the one it started with).
+        """
         response = await self._call(
-            self._service().ResubmitJob, jobs_pb2.ResubmitJobRequest(job_id=job_id)
+            self._service().ResubmitJob,
+            jobs_pb2.ResubmitJobRequest(job_id=job_id, current_definition=current_definition),
         )
         return _convert.job_from_proto(response.job)
 

@@ -102,6 +102,8 @@ def stage_from_proto(stage: jobs_pb2.Stage) -> Stage:
         failed=stage.failed,
         cancelled=stage.cancelled,
         remaining=stage.remaining,
+        queue=stage.queue,
+        last_progress=_struct(stage.last_progress) if stage.HasField("last_progress") else None,
     )
 
 
@@ -119,6 +121,8 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         updated_at=_time(job, "updated_at"),
         completed_at=_time(job, "completed_at"),
         stages=tuple(stage_from_proto(s) for s in job.stages),
+        definition=job.definition,
+        waiting=job.waiting or None,
     )
 
 
@@ -136,6 +140,8 @@ def task_from_proto(task: jobs_pb2.Task) -> Task:
         error=task.error or None,
         created_at=_time(task, "created_at"),
         updated_at=_time(task, "updated_at"),
+        progress=_struct(task.progress) if task.HasField("progress") else None,
+        worker_id=task.worker_id or None,
     )
 
 
@@ -156,4 +162,9 @@ def job_type_from_proto(job_type: jobs_pb2.JobType) -> JobType:
         description=job_type.description,
         stages=tuple(job_type.stages),
         parameters_schema=_struct(job_type.parameters_schema),
+        fingerprint=job_type.fingerprint,
+        stage_info=tuple(
+            {"name": s.name, "task_type": s.task_type, "queue": s.queue, "fan_out": s.fan_out}
+            for s in job_type.stage_info
+        ),
     )

@@ -63,6 +63,10 @@ class Stage:
     failed: int
     cancelled: int
     remaining: int
+    # The queue (worker pool) its tasks go to.
+    queue: str = ""
+    # The latest progress one of its tasks reported (task_id, current, total, message, at).
+    last_progress: dict[str, Any] | None = None
 
     @property
     def done(self) -> int:
@@ -86,6 +90,10 @@ class Job:
     updated_at: datetime | None = None
     completed_at: datetime | None = None
     stages: tuple[Stage, ...] = ()
+    # Fingerprint of the job type's definition the job runs with.
+    definition: str = ""
+    # Why the job does not move, when something holds it (None otherwise).
+    waiting: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -109,6 +117,10 @@ class Task:
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The latest progress the task reported (current, total, message, at).
+    progress: dict[str, Any] | None = None
+    # The worker running it (while it runs).
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,3 +143,6 @@ class JobType:
     description: str
     stages: tuple[str, ...]
     parameters_schema: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    # Per stage: name, task_type, queue and fan_out mode.
+    stage_info: tuple[dict[str, str], ...] = ()

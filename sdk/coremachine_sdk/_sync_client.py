@@ -140,9 +140,10 @@ class Client:
         """Cancels a job: unfinished tasks are cancelled and no new task starts."""
         return self._runner.run(self._async.cancel(job_id))
 
-    def resubmit(self, job_id: str) -> Job:
-        """Re-runs a failed or cancelled job's failed and cancelled tasks."""
-        return self._runner.run(self._async.resubmit(job_id))
+    def resubmit(self, job_id: str, *, current_definition: bool = False) -> Job:
+        """Re-runs a failed or cancelled job's failed and cancelled tasks (with
+        current_definition: first moves the job onto its type's current definition)."""
+        return self._runner.run(self._async.resubmit(job_id, current_definition=current_definition))
 
     def job_types(self) -> list[JobType]:
         """The job types the server runs, with their parameter schemas."""

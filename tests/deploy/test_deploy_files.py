@@ -61,6 +61,8 @@ KNOWN_SETTINGS = {
     "ORCHESTRATOR_GRPC_PORT",
     "STATE_ADDRESS",
     "WORKER_GRPC_PORT",
+    "WORKER_QUEUES",
+    "COREMACHINE_APPS",
     "WORKER_CONCURRENCY",
     "BLOB_STORE",
     "AZURE_STORAGE_CONNECTION_STRING",
@@ -490,6 +492,44 @@ def test_keda_scales_the_worker_on_the_tasks_queue(manifests: list[dict[str, Any
     )
     auth = _one(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["podIdentity"]["provider"] == "azure-workload"
+
+
+POOL_FILES = sorted((K8S / "pools").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", POOL_FILES, ids=lambda p: p.name)
+def test_each_worker_pool_scales_on_its_own_queue(
+    path: Path, manifests: list[dict[str, Any]]
+) -> None:
+    kv = _require_module("kubernetes_validate")
+    docs = _load_yaml_docs(path)
+    for doc in docs:
+        if doc["kind"] in KEDA_KINDS:
+            _validate_json_schema(doc, KEDA_KINDS[doc["kind"]])
+        else:
+            kv.validate(doc, K8S_VERSION, strict=True)
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    [scaled] = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"]  # KEDA owns the count
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert set(env) <= KNOWN_SETTINGS
+    [trigger] = scaled["spec"]["triggers"]
+    # The pool's workers consume exactly the queue it is scaled on.
+    assert env["WORKER_QUEUES"] == trigger["metadata"]["queueName"] == path.stem
+    assert trigger["metadata"]["queueName"] != _configmap(manifests)["TASKS_QUEUE"]
+    _one(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    base = _one(manifests, "Deployment", "worker")["spec"]["template"]["spec"]
+    assert container["image"] == base["containers"][0]["image"]
+    assert container.get("args") == ["worker"]
+
+
+def test_provision_script_creates_a_queue_per_pool() -> None:
+    text = PROVISION.read_text()
+    assert 'for queue in "$JOBS_QUEUE" "$TASKS_QUEUE" "${POOLS[@]}"; do' in text
+    assert 'POOL_QUEUES="${POOL_QUEUES:-}"' in text
+    assert re.search(r'for pool in "\$\{POOLS\[@\]\}"; do\s+POOL_QUEUE_ID=', text)
 
 
 def test_deployments_probe_their_grpc_port(manifests: list[dict[str, Any]]) -> None:

@@ -38,6 +38,8 @@ HTTP_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/db/schema/redeploy"): "admin",
     ("GET", "/api/monitor/poison"): "reader",
     ("POST", "/api/monitor/poison"): "admin",
+    ("GET", "/api/job-types"): "reader",
+    ("GET", "/api/job-types/{job_type}"): "reader",
     ("GET", "/api/health"): None,
 }
 GRPC_ROLES = {

@@ -61,6 +61,13 @@ def test_sdk_submits_waits_and_inspects_hello_world(client: Client) -> None:
     assert done.result["replies"][0] == "Replying to: Hi from the SDK from task 0!"
     assert [s.status for s in done.stages] == ["completed", "completed"]
     assert [(s.task_count, s.done) for s in done.stages] == [(5, 5), (5, 5)]
+    assert [s.queue for s in done.stages] == ["tasks", "tasks"] and done.waiting is None
+    [hello] = [t for t in client.job_types() if t.job_type == "hello_world"]
+    assert done.definition == hello.fingerprint and len(done.definition) == 64
+    assert [s["task_type"] for s in hello.stage_info] == [
+        "hello_world_greeting",
+        "hello_world_reply",
+    ]
     assert client.get(job.job_id) == done
 
     tasks = list(client.list_tasks(job.job_id))

@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from coremachine.services.state.janitor import Janitor
-from coremachine.services.state.outbox import OutboxRelay
+from coremachine.services.state.outbox import Outbox, OutboxRelay
+from coremachine.services.state.store import StateStore
 from coremachine.shared.brokers.postgres import PostgresBroker
 from tests.integration.state_fixtures import claim_stage, make_job, make_stage, ok, outbox_ids
 
@@ -152,3 +153,71 @@ async def test_janitor_leaves_a_stage_alone_while_outcomes_keep_arriving(
         (job_id,),
     )
     assert (await j.sweep()).stages_advanced == 1
+
+
+async def test_a_queued_task_whose_message_is_gone_gets_it_again(pool, broker, pg_conn):
+    # Direct mode: the task messages go into the queue table with the state change.
+    store = StateStore(pool, Outbox("jobs", "tasks", direct=True))
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 3)
+    lost = f"{job_id}-s1-1:1"
+    await pg_conn.execute("DELETE FROM broker.messages WHERE message_id = %s", (lost,))
+    # The stage has been quiet (nothing counted) and its tasks queued for a while.
+    await pg_conn.execute(
+        "UPDATE coremachine.job_stages SET started_at = now() - interval '2 minutes'"
+        " WHERE job_id = %s",
+        (job_id,),
+    )
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET updated_at = now() - interval '2 minutes' WHERE job_id = %s",
+        (job_id,),
+    )
+    sweeper = Janitor(
+        pool,
+        store,
+        OutboxRelay(pool, broker),
+        interval=1,
+        stall_seconds=3600,
+        job_deadline_seconds=3600,
+        resend_seconds=60,
+        holder="janitor-test",
+    )
+    report = await sweeper.sweep()
+    assert report.messages_resent == 1
+    assert report.details == [f"re-sent the lost message of {job_id}-s1-1"]
+    cur = await pg_conn.execute(
+        "SELECT message_id, count(*) FROM broker.messages WHERE queue = 'tasks'"
+        " GROUP BY message_id ORDER BY message_id"
+    )
+    assert await cur.fetchall() == [(f"{job_id}-s1-{i}:1", 1) for i in range(3)]
+    # Re-sent once: the next sweep does not send it again.
+    assert (await sweeper.sweep()).messages_resent == 0
+
+
+async def test_a_stage_that_moves_or_a_message_still_there_is_left_alone(pool, broker, pg_conn):
+    store = StateStore(pool, Outbox("jobs", "tasks", direct=True))
+    job_id = await make_job(store)
+    await make_stage(store, job_id, 1, 2)
+    await pg_conn.execute(
+        "UPDATE coremachine.tasks SET updated_at = now() - interval '2 minutes' WHERE job_id = %s",
+        (job_id,),
+    )
+    sweeper = Janitor(
+        pool,
+        store,
+        OutboxRelay(pool, broker),
+        interval=1,
+        stall_seconds=3600,
+        job_deadline_seconds=3600,
+        resend_seconds=60,
+        holder="janitor-test",
+    )
+    # The stage started just now: not quiet, not examined.
+    assert (await sweeper.sweep()).messages_resent == 0
+    await pg_conn.execute(
+        "UPDATE coremachine.job_stages SET started_at = now() - interval '2 minutes'"
+        " WHERE job_id = %s",
+        (job_id,),
+    )
+    # Quiet, but both messages are in the queue: nothing to re-send.
+    assert (await sweeper.sweep()).messages_resent == 0

@@ -8,17 +8,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from coremachine.services.orchestrator.jobs.container_contents import (
+from coremachine.app import PermanentError, PreviousResult, TaskContext
+from coremachine.app._errors import is_retryable
+from coremachine.builtin import containers as container_contents
+from coremachine.builtin import containers as container_summary
+from coremachine.builtin.container_listing import BlobFilter
+from coremachine.builtin.containers import (
     ListContainerContentsParameters,
+    SummarizeContainerParameters,
 )
-from coremachine.services.orchestrator.jobs.container_summary import SummarizeContainerParameters
-from coremachine.services.worker.claim_check import TaskPayloads
-from coremachine.services.worker.context import TaskContext
-from coremachine.services.worker.handlers import container_contents, container_summary
-from coremachine.services.worker.handlers.container_listing import BlobFilter
 from coremachine.shared.blobstore import BlobInfo
 from coremachine.shared.blobstores.memory import MemoryBlobStore
-from coremachine.shared.task_errors import PermanentError, is_retryable
+from coremachine.testing import task_context
 
 CONTAINER = "unit-blobs"
 MIB = 1024 * 1024
@@ -42,18 +43,8 @@ async def store() -> MemoryBlobStore:
     return store
 
 
-def context(store: MemoryBlobStore) -> TaskContext:
-    return TaskContext(
-        "t",
-        "j",
-        "unit",
-        1,
-        0,
-        1,
-        None,  # type: ignore[arg-type]  (no fan-in by reference here)
-        store,
-        TaskPayloads(store),
-    )
+def context(store: MemoryBlobStore, previous: list[PreviousResult] | None = None) -> TaskContext:
+    return task_context(blobs=store, previous_results=previous)
 
 
 def params(model: type, **values: Any) -> dict[str, Any]:
@@ -164,14 +155,15 @@ async def test_a_missing_container_fails_permanently(store):
 
 
 async def test_list_analyze_and_summarize_inventory(store):
-    ctx = context(store)
     listing = await container_contents.list_blobs(
-        params(ListContainerContentsParameters, extensions=["tif", "json"]), ctx
+        params(ListContainerContentsParameters, extensions=["tif", "json"]), context(store)
     )
     assert listing["blob_names"] == ["a/one.tif", "a/two.TIF", "b/big.tif", "b/data.json"]
 
     analyzed = [
-        await container_contents.analyze_blob({"container_name": CONTAINER, "blob_name": n}, ctx)
+        await container_contents.analyze_blob(
+            {"container_name": CONTAINER, "blob_name": n}, context(store)
+        )
         for n in [*listing["blob_names"], "gone.tif"]
     ]
     first = analyzed[0]
@@ -180,11 +172,9 @@ async def test_list_analyze_and_summarize_inventory(store):
     assert first["content_type"] and first["last_modified"]
     assert analyzed[-1] == {"blob_name": "gone.tif", "found": False}
 
-    previous = [
-        {"task_index": i, "status": "completed", "result": r} for i, r in enumerate(analyzed)
-    ]
+    previous = [PreviousResult(i, "completed", r) for i, r in enumerate(analyzed)]
     summary = await container_contents.summarize_inventory(
-        {"container_name": CONTAINER, "previous_results": previous}, ctx
+        {"container_name": CONTAINER}, context(store, previous)
     )
     assert summary["file_count"] == 4 and summary["missing"] == 1
     assert summary["total_size_bytes"] == 10 * MIB + 1 + 2048

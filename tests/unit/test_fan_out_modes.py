@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from coremachine.services.orchestrator.planner import _fan_in_params
-from coremachine.services.orchestrator.registry import (
+from coremachine.app import (
     Custom,
     FanIn,
     FromParameter,
@@ -14,7 +11,7 @@ from coremachine.services.orchestrator.registry import (
     PlanContext,
     PreviousResult,
     Single,
-    StageSpec,
+    Stage,
 )
 
 
@@ -54,27 +51,41 @@ def test_single_and_custom_hook():
     assert hook.plan(ctx(b=1, a=2)) == [{"k": "a"}, {"k": "b"}]
 
 
-def test_fan_in_inlines_small_results_and_references_large_ones():
-    small = _fan_in_params({}, ctx(PREVIOUS), inline_limit=64 * 1024)
-    assert [r["task_index"] for r in small["previous_results"]] == [0, 1, 2]
-    big = [PreviousResult(i, "completed", {"x": "y" * 100}, "") for i in range(1000)]
-    large = _fan_in_params({}, ctx(big), inline_limit=64 * 1024)
-    assert large["previous_results"] == {"$stage_results": {"job_id": "j" * 64, "stage": 1}}
-    assert len(json.dumps(large)) < 200
-    assert FanIn().plan(ctx()) == [{}]
+def test_default_builds_give_each_task_its_index_item_or_previous_result():
+    assert FromParameter("n").plan(ctx(n=2)) == [{"index": 0}, {"index": 1}]
+    assert MatchPrevious().plan(ctx(PREVIOUS))[2] == {"index": 2, "previous": PREVIOUS[2].result}
+    assert PerItem(lambda c: ["x", "y"]).plan(ctx()) == [
+        {"index": 0, "item": "x"},
+        {"index": 1, "item": "y"},
+    ]
+    assert Single().plan(ctx()) == [{}]
+
+
+def test_fan_in_is_one_task_whose_handlers_get_the_previous_results():
+    # The results are not copied into the task's parameters: the worker hands
+    # them to the handler (ctx.previous_results), however large the stage was.
+    assert FanIn().plan(ctx(PREVIOUS)) == [{}]
+    assert Stage("s", "noop", FanIn()).wants_previous_results
+    assert not Stage("s", "noop", Single()).wants_previous_results
+    assert Stage("s", "noop", Single(), previous_results=True).wants_previous_results
+
+
+def test_known_counts_let_stage_one_be_planned_at_submit_only_when_small():
+    assert FromParameter("n").known_count(ctx(n=7)) == 7
+    assert FromParameter("n").known_count(ctx()) is None
+    assert MatchPrevious().known_count(ctx(PREVIOUS)) == 3
+    assert FanIn().known_count(ctx()) == Single().known_count(ctx()) == 1
+    assert PerItem(lambda c: []).known_count(ctx()) is None
 
 
 def test_failure_tolerance_as_count_fraction_or_function_of_parameters():
-    assert StageSpec("s", "noop", Single(lambda c: {})).max_failed_tasks(10, {}) == 0
+    assert Stage("s", "noop", Single(lambda c: {})).max_failed_tasks(10, {}) == 0
     assert (
-        StageSpec("s", "noop", Single(lambda c: {}), tolerate_failures=3).max_failed_tasks(10, {})
-        == 3
+        Stage("s", "noop", Single(lambda c: {}), tolerate_failures=3).max_failed_tasks(10, {}) == 3
     )
     assert (
-        StageSpec("s", "noop", Single(lambda c: {}), tolerate_fraction=0.25).max_failed_tasks(
-            10, {}
-        )
+        Stage("s", "noop", Single(lambda c: {}), tolerate_fraction=0.25).max_failed_tasks(10, {})
         == 2
     )
-    by_param = StageSpec("s", "noop", Single(lambda c: {}), tolerate_failures=lambda p: p["k"])
+    by_param = Stage("s", "noop", Single(lambda c: {}), tolerate_failures=lambda p: p["k"])
     assert by_param.max_failed_tasks(10, {"k": -1}) == -1

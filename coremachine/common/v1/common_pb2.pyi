@@ -43,7 +43,7 @@ TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
 
 class StageProgress(_message.Message):
-    __slots__ = ("stage", "status", "task_count", "completed", "failed", "cancelled", "remaining")
+    __slots__ = ("stage", "status", "task_count", "completed", "failed", "cancelled", "remaining", "queue", "last_progress_json")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class StageProgress(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
     stage: int
     status: str
     task_count: int
@@ -58,10 +60,12 @@ class StageProgress(_message.Message):
     failed: int
     cancelled: int
     remaining: int
-    def __init__(self, stage: _Optional[int] = ..., status: _Optional[str] = ..., task_count: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., remaining: _Optional[int] = ...) -> None: ...
+    queue: str
+    last_progress_json: bytes
+    def __init__(self, stage: _Optional[int] = ..., status: _Optional[str] = ..., task_count: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., remaining: _Optional[int] = ..., queue: _Optional[str] = ..., last_progress_json: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters_json", "result_json", "error", "created_at", "updated_at", "completed_at", "stages", "stage_results_json")
+    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters_json", "result_json", "error", "created_at", "updated_at", "completed_at", "stages", "stage_results_json", "definition", "waiting")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +79,8 @@ class Job(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     STAGE_RESULTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     status: JobStatus
@@ -88,10 +94,12 @@ class Job(_message.Message):
     completed_at: _timestamp_pb2.Timestamp
     stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
     stage_results_json: bytes
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., stage_results_json: _Optional[bytes] = ...) -> None: ...
+    definition: str
+    waiting: str
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., stage_results_json: _Optional[bytes] = ..., definition: _Optional[str] = ..., waiting: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "job_id", "job_type", "task_type", "stage", "task_index", "status", "parameters_json", "result_json", "error", "attempt", "max_attempts", "created_at", "updated_at", "started_at", "completed_at")
+    __slots__ = ("task_id", "job_id", "job_type", "task_type", "stage", "task_index", "status", "parameters_json", "result_json", "error", "attempt", "max_attempts", "created_at", "updated_at", "started_at", "completed_at", "progress_json", "worker_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +116,8 @@ class Task(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     job_id: str
     job_type: str
@@ -124,7 +134,9 @@ class Task(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., task_type: _Optional[str] = ..., stage: _Optional[int] = ..., task_index: _Optional[int] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    progress_json: bytes
+    worker_id: str
+    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., task_type: _Optional[str] = ..., stage: _Optional[int] = ..., task_index: _Optional[int] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters_json: _Optional[bytes] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress_json: _Optional[bytes] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "seq", "event_type", "stage", "task_id", "data_json", "created_at")

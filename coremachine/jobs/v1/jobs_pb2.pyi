@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Stage(_message.Message):
-    __slots__ = ("stage", "status", "task_count", "completed", "failed", "cancelled", "remaining")
+    __slots__ = ("stage", "status", "task_count", "completed", "failed", "cancelled", "remaining", "queue", "last_progress")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,8 @@ class Stage(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     stage: int
     status: str
     task_count: int
@@ -27,10 +29,12 @@ class Stage(_message.Message):
     failed: int
     cancelled: int
     remaining: int
-    def __init__(self, stage: _Optional[int] = ..., status: _Optional[str] = ..., task_count: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., remaining: _Optional[int] = ...) -> None: ...
+    queue: str
+    last_progress: _struct_pb2.Struct
+    def __init__(self, stage: _Optional[int] = ..., status: _Optional[str] = ..., task_count: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., remaining: _Optional[int] = ..., queue: _Optional[str] = ..., last_progress: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters", "result", "error", "created_at", "updated_at", "completed_at", "stages")
+    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "parameters", "result", "error", "created_at", "updated_at", "completed_at", "stages", "definition", "waiting")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +47,8 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     status: _common_pb2.JobStatus
@@ -55,10 +61,12 @@ class Job(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
     stages: _containers.RepeatedCompositeFieldContainer[Stage]
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ...) -> None: ...
+    definition: str
+    waiting: str
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., definition: _Optional[str] = ..., waiting: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "job_id", "task_type", "stage", "task_index", "status", "attempt", "parameters", "result", "error", "created_at", "updated_at")
+    __slots__ = ("task_id", "job_id", "task_type", "stage", "task_index", "status", "attempt", "parameters", "result", "error", "created_at", "updated_at", "progress", "worker_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +79,8 @@ class Task(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     job_id: str
     task_type: str
@@ -83,7 +93,9 @@ class Task(_message.Message):
     error: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_type: _Optional[str] = ..., stage: _Optional[int] = ..., task_index: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    progress: _struct_pb2.Struct
+    worker_id: str
+    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_type: _Optional[str] = ..., stage: _Optional[int] = ..., task_index: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("seq", "event_type", "stage", "task_id", "data", "created_at")
@@ -184,10 +196,12 @@ class CancelJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ResubmitJobRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "current_definition")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    current_definition: bool
+    def __init__(self, job_id: _Optional[str] = ..., current_definition: _Optional[bool] = ...) -> None: ...
 
 class ResubmitJobResponse(_message.Message):
     __slots__ = ("job", "tasks_requeued")
@@ -223,17 +237,33 @@ class ListJobTypesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class JobTypeStage(_message.Message):
+    __slots__ = ("name", "task_type", "queue", "fan_out")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    FAN_OUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    task_type: str
+    queue: str
+    fan_out: str
+    def __init__(self, name: _Optional[str] = ..., task_type: _Optional[str] = ..., queue: _Optional[str] = ..., fan_out: _Optional[str] = ...) -> None: ...
+
 class JobType(_message.Message):
-    __slots__ = ("job_type", "description", "stages", "parameters_schema")
+    __slots__ = ("job_type", "description", "stages", "parameters_schema", "fingerprint", "stage_info")
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_INFO_FIELD_NUMBER: _ClassVar[int]
     job_type: str
     description: str
     stages: _containers.RepeatedScalarFieldContainer[str]
     parameters_schema: _struct_pb2.Struct
-    def __init__(self, job_type: _Optional[str] = ..., description: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ..., parameters_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    fingerprint: str
+    stage_info: _containers.RepeatedCompositeFieldContainer[JobTypeStage]
+    def __init__(self, job_type: _Optional[str] = ..., description: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ..., parameters_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., fingerprint: _Optional[str] = ..., stage_info: _Optional[_Iterable[_Union[JobTypeStage, _Mapping]]] = ...) -> None: ...
 
 class ListJobTypesResponse(_message.Message):
     __slots__ = ("job_types",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from coremachine.common.v1 import common_pb2 as coremachine_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.coremachine/orchestrator/v1/orchestrator.proto\x12\x1b\x63oremachine.orchestrator.v1\x1a\"coremachine/common/v1/common.proto\"=\n\x10SubmitJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x17\n\x0fparameters_json\x18\x02 \x01(\x0c\"M\n\x11SubmitJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.coremachine.common.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x15\n\x13ListJobTypesRequest\"d\n\x0bJobTypeInfo\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06stages\x18\x03 \x03(\t\x12\x1e\n\x16parameters_schema_json\x18\x04 \x01(\x0c\"S\n\x14ListJobTypesResponse\x12;\n\tjob_types\x18\x01 \x03(\x0b\x32(.coremachine.orchestrator.v1.JobTypeInfo2\xf6\x01\n\x13OrchestratorService\x12j\n\tSubmitJob\x12-.coremachine.orchestrator.v1.SubmitJobRequest\x1a..coremachine.orchestrator.v1.SubmitJobResponse\x12s\n\x0cListJobTypes\x12\x30.coremachine.orchestrator.v1.ListJobTypesRequest\x1a\x31.coremachine.orchestrator.v1.ListJobTypesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.coremachine/orchestrator/v1/orchestrator.proto\x12\x1b\x63oremachine.orchestrator.v1\x1a\"coremachine/common/v1/common.proto\"=\n\x10SubmitJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x17\n\x0fparameters_json\x18\x02 \x01(\x0c\"M\n\x11SubmitJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.coremachine.common.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x15\n\x13ListJobTypesRequest\"L\n\tStageInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\x12\x0f\n\x07\x66\x61n_out\x18\x04 \x01(\t\"\xc2\x01\n\x0bJobTypeInfo\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06stages\x18\x03 \x03(\t\x12\x1e\n\x16parameters_schema_json\x18\x04 \x01(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\x12:\n\nstage_info\x18\x06 \x03(\x0b\x32&.coremachine.orchestrator.v1.StageInfo\x12\x0b\n\x03\x61pp\x18\x07 \x01(\t\"S\n\x14ListJobTypesResponse\x12;\n\tjob_types\x18\x01 \x03(\x0b\x32(.coremachine.orchestrator.v1.JobTypeInfo\"\"\n\x10RebaseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"N\n\x11RebaseJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.coremachine.common.v1.Job\x12\x10\n\x08released\x18\x02 \x01(\x05\x32\xe2\x02\n\x13OrchestratorService\x12j\n\tSubmitJob\x12-.coremachine.orchestrator.v1.SubmitJobRequest\x1a..coremachine.orchestrator.v1.SubmitJobResponse\x12s\n\x0cListJobTypes\x12\x30.coremachine.orchestrator.v1.ListJobTypesRequest\x1a\x31.coremachine.orchestrator.v1.ListJobTypesResponse\x12j\n\tRebaseJob\x12-.coremachine.orchestrator.v1.RebaseJobRequest\x1a..coremachine.orchestrator.v1.RebaseJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBRESPONSE']._serialized_end=255
   _globals['_LISTJOBTYPESREQUEST']._serialized_start=257
   _globals['_LISTJOBTYPESREQUEST']._serialized_end=278
-  _globals['_JOBTYPEINFO']._serialized_start=280
-  _globals['_JOBTYPEINFO']._serialized_end=380
-  _globals['_LISTJOBTYPESRESPONSE']._serialized_start=382
-  _globals['_LISTJOBTYPESRESPONSE']._serialized_end=465
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=468
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=714
+  _globals['_STAGEINFO']._serialized_start=280
+  _globals['_STAGEINFO']._serialized_end=356
+  _globals['_JOBTYPEINFO']._serialized_start=359
+  _globals['_JOBTYPEINFO']._serialized_end=553
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_start=555
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_end=638
+  _globals['_REBASEJOBREQUEST']._serialized_start=640
+  _globals['_REBASEJOBREQUEST']._serialized_end=674
+  _globals['_REBASEJOBRESPONSE']._serialized_start=676
+  _globals['_REBASEJOBRESPONSE']._serialized_end=754
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=757
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=1111
 # @@protoc_insertion_point(module_scope)

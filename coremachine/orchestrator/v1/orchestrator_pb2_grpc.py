@@ -46,6 +46,11 @@ class OrchestratorServiceStub:
                 request_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesRequest.SerializeToString,
                 response_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesResponse.FromString,
                 _registered_method=True)
+        self.RebaseJob = channel.unary_unary(
+                '/coremachine.orchestrator.v1.OrchestratorService/RebaseJob',
+                request_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -67,6 +72,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RebaseJob(self, request, context):
+        """Moves a job onto the definition of its type this orchestrator serves
+        (its parameters must fit it); its parked messages go on with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +92,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListJobTypes,
                     request_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesRequest.FromString,
                     response_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesResponse.SerializeToString,
+            ),
+            'RebaseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebaseJob,
+                    request_deserializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.FromString,
+                    response_serializer=coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +155,33 @@ class OrchestratorService:
             '/coremachine.orchestrator.v1.OrchestratorService/ListJobTypes',
             coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesRequest.SerializeToString,
             coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListJobTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebaseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.orchestrator.v1.OrchestratorService/RebaseJob',
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobRequest.SerializeToString,
+            coremachine_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RebaseJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,11 +66,18 @@ class Backends:
             _WRITE_TIMEOUT,
         )
 
-    async def job_types(self) -> list[orchestrator_pb2.JobTypeInfo]:
+    async def job_types(self, timeout: float = _READ_TIMEOUT) -> list[orchestrator_pb2.JobTypeInfo]:
         response = await _call(
-            self.orchestrator.ListJobTypes, orchestrator_pb2.ListJobTypesRequest(), _READ_TIMEOUT
+            self.orchestrator.ListJobTypes, orchestrator_pb2.ListJobTypesRequest(), timeout
         )
         return list(response.job_types)
+
+    async def rebase_job(self, job_id: str) -> orchestrator_pb2.RebaseJobResponse:
+        return await _call(
+            self.orchestrator.RebaseJob,
+            orchestrator_pb2.RebaseJobRequest(job_id=job_id),
+            _WRITE_TIMEOUT,
+        )
 
     # -- state: jobs and tasks -------------------------------------------------
 

@@ -11,33 +11,19 @@ from google.protobuf import json_format, struct_pb2
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2
 from coremachine.orchestrator.v1 import orchestrator_pb2
+from coremachine.shared.status_codes import (
+    JOB_TO_PROTO,
+    TASK_TO_PROTO,
+    job_status_name,
+    task_status_name,
+)
 from coremachine.state.v1 import state_pb2
 
-_STATUS_PREFIX = "JOB_STATUS_"
-_TASK_STATUS_PREFIX = "TASK_STATUS_"
-
 # Wire strings of the statuses ("completed"), as HTTP filters accept them.
-JOB_STATUSES: dict[str, common_pb2.JobStatus] = {
-    name.removeprefix(_STATUS_PREFIX).lower(): value
-    for name, value in common_pb2.JobStatus.items()
-    if value
-}
-TASK_STATUSES: dict[str, common_pb2.TaskStatus] = {
-    name.removeprefix(_TASK_STATUS_PREFIX).lower(): value
-    for name, value in common_pb2.TaskStatus.items()
-    if value
-}
+JOB_STATUSES: dict[str, common_pb2.JobStatus] = {s.value: v for s, v in JOB_TO_PROTO.items()}
+TASK_STATUSES: dict[str, common_pb2.TaskStatus] = {s.value: v for s, v in TASK_TO_PROTO.items()}
 # Bodies of dead letters are shown to operators, not replayed from the listing.
 _BODY_PREVIEW_CHARS = 2000
-
-
-def status_name(status: int) -> str:
-    """Plain lower-case status string ("completed"), never the enum's repr."""
-    return common_pb2.JobStatus.Name(status).removeprefix(_STATUS_PREFIX).lower()
-
-
-def task_status_name(status: int) -> str:
-    return common_pb2.TaskStatus.Name(status).removeprefix(_TASK_STATUS_PREFIX).lower()
 
 
 def _loads(data: bytes) -> Any:
@@ -52,7 +38,7 @@ def job_to_json(job: common_pb2.Job, *, stage_results: bool = False) -> dict[str
     body = {
         "job_id": job.job_id,
         "job_type": job.job_type,
-        "status": status_name(job.status),
+        "status": job_status_name(job.status),
         "stage": job.stage,
         "total_stages": job.total_stages,
         "parameters": _loads(job.parameters_json) or {},
@@ -65,11 +51,15 @@ def job_to_json(job: common_pb2.Job, *, stage_results: bool = False) -> dict[str
                 "failed": s.failed,
                 "cancelled": s.cancelled,
                 "remaining": s.remaining,
+                "queue": s.queue,
+                "last_progress": _loads(s.last_progress_json),
             }
             for s in job.stages
         ],
         "result": _loads(job.result_json),
         "error": job.error or None,
+        "definition": job.definition or None,
+        "waiting": job.waiting or None,
         "created_at": _iso(job.created_at, job.HasField("created_at")),
         "updated_at": _iso(job.updated_at, job.HasField("updated_at")),
         "completed_at": _iso(job.completed_at, job.HasField("completed_at")),
@@ -97,6 +87,8 @@ def task_to_json(task: common_pb2.Task) -> dict[str, Any]:
         "updated_at": _iso(task.updated_at, task.HasField("updated_at")),
         "started_at": _iso(task.started_at, task.HasField("started_at")),
         "completed_at": _iso(task.completed_at, task.HasField("completed_at")),
+        "progress": _loads(task.progress_json),
+        "worker_id": task.worker_id or None,
     }
 
 
@@ -160,9 +152,13 @@ def job_to_public(job: common_pb2.Job) -> jobs_pb2.Job:
                 failed=s.failed,
                 cancelled=s.cancelled,
                 remaining=s.remaining,
+                queue=s.queue,
+                last_progress=_struct(s.last_progress_json),
             )
             for s in job.stages
         ],
+        definition=job.definition,
+        waiting=job.waiting,
     )
     for name in ("created_at", "updated_at", "completed_at"):
         if job.HasField(name):
@@ -189,6 +185,8 @@ def task_to_public(task: common_pb2.Task) -> jobs_pb2.Task:
         status=task.status,
         attempt=task.attempt,
         error=task.error,
+        progress=_struct(task.progress_json),
+        worker_id=task.worker_id,
     )
     _value(task.parameters_json, public.parameters)
     _value(task.result_json, public.result)
@@ -211,11 +209,34 @@ def event_to_public(event: common_pb2.JobEvent) -> jobs_pb2.JobEvent:
 
 def job_type_to_public(info: orchestrator_pb2.JobTypeInfo) -> jobs_pb2.JobType:
     public = jobs_pb2.JobType(
-        job_type=info.job_type, description=info.description, stages=list(info.stages)
+        job_type=info.job_type,
+        description=info.description,
+        stages=list(info.stages),
+        fingerprint=info.fingerprint,
+        stage_info=[
+            jobs_pb2.JobTypeStage(
+                name=s.name, task_type=s.task_type, queue=s.queue, fan_out=s.fan_out
+            )
+            for s in info.stage_info
+        ],
     )
     if (schema := _struct(info.parameters_schema_json)) is not None:
         public.parameters_schema.CopyFrom(schema)
     return public
+
+
+def job_type_to_json(info: orchestrator_pb2.JobTypeInfo) -> dict[str, Any]:
+    return {
+        "job_type": info.job_type,
+        "description": info.description,
+        "app": info.app or None,
+        "fingerprint": info.fingerprint,
+        "stages": [
+            {"name": s.name, "task_type": s.task_type, "queue": s.queue, "fan_out": s.fan_out}
+            for s in info.stage_info
+        ],
+        "parameters_schema": _loads(info.parameters_schema_json),
+    }
 
 
 def _integral_floats_to_ints(value: Any) -> Any:

@@ -11,18 +11,26 @@ import asyncio
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from coremachine.services.api_gateway.auth import Authenticator
 from coremachine.services.api_gateway.backends import Backends
-from coremachine.services.api_gateway.context import HttpContext
 from coremachine.services.api_gateway.errors import install_error_handlers
+from coremachine.services.api_gateway.http_context import HttpContext
 from coremachine.services.api_gateway.http_deps import role_guard
 from coremachine.services.api_gateway.middleware import RequestMiddleware
+from coremachine.services.api_gateway.openapi import with_job_types
 from coremachine.services.api_gateway.params import ParameterLimits
 from coremachine.services.api_gateway.routes_db import db_router
+from coremachine.services.api_gateway.routes_job_types import job_types_router
 from coremachine.services.api_gateway.routes_jobs import jobs_router
 from coremachine.services.api_gateway.routes_monitor import monitor_router
+from coremachine.shared.errors import CoreMachineError
+
+# /openapi.json asks the orchestrators for the job types at most this long.
+_JOB_TYPES_TIMEOUT = 2.0
 
 
 class ErrorBody(BaseModel):
@@ -66,6 +74,10 @@ def create_app(
         ),
         version="1.0.0",
         responses=_ERRORS,
+        # Served below, with the job types' parameter schemas added per request.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     ctx = HttpContext(
         backends=backends,
@@ -78,9 +90,23 @@ def create_app(
     app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes)
     install_error_handlers(app)
     app.include_router(jobs_router(ctx))
+    app.include_router(job_types_router(ctx))
     app.include_router(db_router(ctx))
     app.include_router(monitor_router(ctx, list(queues)))
     _drop_default_422(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        try:
+            infos = await backends.job_types(timeout=_JOB_TYPES_TIMEOUT)
+        except CoreMachineError:
+            infos = []  # no orchestrator answers: the routes alone
+        return JSONResponse(with_job_types(app.openapi(), infos))
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="CoreMachine API")
+
     return app
 
 

@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from coremachine.shared.domain.names import JOB_TYPE_PATTERN
 from coremachine.shared.errors import InvalidArgument
 
-# Job type names, as the registry spells them (also keeps NULs and the like out).
-JOB_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+__all__ = ["JOB_TYPE_PATTERN", "ParameterLimits", "check_parameters", "parse_parameters"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Query
 
 from coremachine.common.v1 import common_pb2
 from coremachine.services.api_gateway.auth import Role
-from coremachine.services.api_gateway.context import HttpContext, check_job_id
 from coremachine.services.api_gateway.convert import (
     JOB_STATUSES,
     TASK_STATUSES,
@@ -24,6 +23,7 @@ from coremachine.services.api_gateway.convert import (
     stats_to_json,
     task_to_json,
 )
+from coremachine.services.api_gateway.http_context import HttpContext, check_job_id
 from coremachine.services.api_gateway.http_deps import QueryCheck, clamp_limit, parse_since
 from coremachine.services.api_gateway.params import JOB_TYPE_PATTERN
 from coremachine.services.api_gateway.routes_jobs import JobIdPath

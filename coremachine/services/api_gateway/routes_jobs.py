@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from coremachine.services.api_gateway.auth import Principal, Role
-from coremachine.services.api_gateway.context import JOB_ID_PATTERN, HttpContext, check_job_id
 from coremachine.services.api_gateway.convert import job_to_json
+from coremachine.services.api_gateway.http_context import JOB_ID_PATTERN, HttpContext, check_job_id
 from coremachine.services.api_gateway.http_deps import QueryCheck
 from coremachine.services.api_gateway.params import JOB_TYPE_PATTERN, parse_parameters
 from coremachine.services.api_gateway.sse import job_events, sse_stream
 from coremachine.shared.errors import InvalidArgument
+from coremachine.shared.status_codes import job_status_name
 
 JobIdPath = Annotated[
     str, Path(pattern=JOB_ID_PATTERN, description="64 hex characters", examples=["0" * 64])
@@ -90,9 +91,31 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         return {"changed": response.changed, "job": job_to_json(response.job)}
 
     @router.post("/{job_id}/resubmit", dependencies=[submitter, QueryCheck])
-    async def resubmit_job(job_id: JobIdPath) -> dict[str, Any]:
-        """Re-runs a failed or cancelled job's failed and cancelled tasks (409 otherwise)."""
-        response = await ctx.backends.redrive_job(check_job_id(job_id))
+    async def resubmit_job(
+        job_id: JobIdPath,
+        current_definition: Annotated[
+            bool,
+            Query(
+                description="first move the job onto the definition of its type served now"
+                " (for a job waiting for an orchestrator of the definition it started with)"
+            ),
+        ] = False,
+    ) -> dict[str, Any]:
+        """Re-runs a failed or cancelled job's failed and cancelled tasks (409 otherwise).
+
+        With `current_definition`, a job of any status but completed is first moved onto the
+        definition its type has now; a job that had not failed just goes on (nothing re-runs).
+        """
+        check_job_id(job_id)
+        if current_definition:
+            rebased = await ctx.backends.rebase_job(job_id)
+            if job_status_name(rebased.job.status) not in ("failed", "cancelled"):
+                return {
+                    "tasks_requeued": 0,
+                    "released": rebased.released,
+                    "job": job_to_json(rebased.job),
+                }
+        response = await ctx.backends.redrive_job(job_id)
         return {"tasks_requeued": response.tasks_requeued, "job": job_to_json(response.job)}
 
     @router.get(

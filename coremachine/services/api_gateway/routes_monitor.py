@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coremachine.services.api_gateway.auth import Principal, Role
-from coremachine.services.api_gateway.context import HttpContext
 from coremachine.services.api_gateway.convert import dead_letter_to_json
+from coremachine.services.api_gateway.http_context import HttpContext
 from coremachine.services.api_gateway.http_deps import QueryCheck, clamp_limit
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
 

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from coremachine.common.v1.common_pb2 import JOB_STATUS_CANCELLED, JOB_STATUS_FAILED
 from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from coremachine.services.api_gateway.auth import Authenticator, Role
 from coremachine.services.api_gateway.backends import Backends
-from coremachine.services.api_gateway.context import check_job_id
 from coremachine.services.api_gateway.convert import (
     event_to_public,
     job_to_public,
@@ -24,6 +24,7 @@ from coremachine.services.api_gateway.grpc_auth import (
     map_stream_errors,
     requires,
 )
+from coremachine.services.api_gateway.http_context import check_job_id
 from coremachine.services.api_gateway.params import ParameterLimits, check_parameters
 from coremachine.services.api_gateway.sse import StreamEnd, job_events
 from coremachine.shared.errors import InvalidArgument
@@ -111,7 +112,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     @map_errors
     @requires(Role.SUBMITTER)
     async def ResubmitJob(self, request, context):
-        response = await self.backends.redrive_job(check_job_id(request.job_id))
+        check_job_id(request.job_id)
+        if request.current_definition:
+            rebased = await self.backends.rebase_job(request.job_id)
+            if rebased.job.status not in (JOB_STATUS_FAILED, JOB_STATUS_CANCELLED):
+                return jobs_pb2.ResubmitJobResponse(job=job_to_public(rebased.job))
+        response = await self.backends.redrive_job(request.job_id)
         return jobs_pb2.ResubmitJobResponse(
             job=job_to_public(response.job), tasks_requeued=response.tasks_requeued
         )

@@ -3,52 +3,87 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
-import grpc
-
+from coremachine.app._registry import Registry, load_registry
 from coremachine.orchestrator.v1 import orchestrator_pb2_grpc
 from coremachine.services.orchestrator.claim_check import StagePayloads
 from coremachine.services.orchestrator.consumer import JobsConsumer
-from coremachine.services.orchestrator.jobs.catalog import build_registry
-from coremachine.services.orchestrator.planner import Planner
+from coremachine.services.orchestrator.planner import Planner, PlannerDefaults
+from coremachine.services.orchestrator.registration import Registration
 from coremachine.services.orchestrator.servicer import OrchestratorServicer
 from coremachine.services.orchestrator.settings import OrchestratorSettings
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker
 from coremachine.shared.broker_factory import open_broker
+from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
 from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
-from coremachine.state.v1 import state_pb2_grpc
+from coremachine.shared.state_clients.grpc import GrpcStateClient
+
+
+def coremachine_version() -> str:
+    try:
+        return version("coremachine")
+    except PackageNotFoundError:  # running from a tree that is not installed
+        return "unknown"
 
 
 @dataclass
 class OrchestratorApp:
     server: GrpcServer
     consumer: JobsConsumer
+    registration: Registration
     broker: Broker
-    channel: grpc.aio.Channel
+    state: GrpcStateClient
     blobs: BlobStore
+    registry: Registry
     health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
-        await self.channel.close()
+        await self.state.close()
         await self.blobs.close()
 
 
 async def build(settings: OrchestratorSettings) -> OrchestratorApp:
-    registry = build_registry(settings)
-    registry.check()  # fail fast: every stage's task type must be handled by workers
-    channel = open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
-    state = state_pb2_grpc.StateServiceStub(channel)
+    # Fail fast: an app that cannot be imported, a job type defined twice, a
+    # stage whose task type no loaded app defines, a parameter model without
+    # a JSON Schema, each stop the service here with a message naming it.
+    registry = load_registry(settings.apps)
+    state = GrpcStateClient(
+        open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
+    )
     broker = await open_broker(settings)
     # The claim check's store: large task parameters out, large results back in.
     payloads, blobs = StagePayloads.from_settings(settings)
-    planner = Planner(state, settings.create_chunk_size, payloads)
+    defaults = PlannerDefaults(
+        retry=RetryPolicy(
+            max_attempts=settings.task_max_retries + 1,
+            backoff_base_ms=settings.retry_base_ms,
+            backoff_max_ms=settings.retry_max_ms,
+        ),
+        tasks_queue=settings.tasks_queue,
+        chunk_size=settings.create_chunk_size,
+    )
+    planner = Planner(state, registry, defaults, payloads)
     consumer = JobsConsumer(
-        broker, settings.jobs_queue, state, registry, planner, settings.consumer_batch
+        broker,
+        settings.jobs_queue,
+        state,
+        registry,
+        planner,
+        orchestrator_id=settings.orchestrator_id,
+        batch_size=settings.consumer_batch,
+    )
+    registration = Registration(
+        state,
+        registry,
+        settings.orchestrator_id,
+        settings.registration_seconds,
+        coremachine_version(),
     )
     server = GrpcServer(
         settings.grpc_port,
@@ -61,7 +96,10 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     )
     health = HealthMonitor(
         server,
-        {"state": grpc_service_probe(channel), "broker": broker_probe(broker, settings.jobs_queue)},
+        {
+            "state": grpc_service_probe(state.channel),
+            "broker": broker_probe(broker, settings.jobs_queue),
+        },
         interval=settings.health_probe_seconds,
     )
     server.add(
@@ -69,4 +107,4 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         OrchestratorServicer(registry, state, planner),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
-    return OrchestratorApp(server, consumer, broker, channel, blobs, health)
+    return OrchestratorApp(server, consumer, registration, broker, state, blobs, registry, health)

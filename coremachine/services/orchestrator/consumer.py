@@ -1,31 +1,43 @@
 """Consumes the jobs queue: "stage ready" -> plan the stage; "finalize" -> aggregate.
 
-Settlement rules: success or a permanent job error -> complete the message;
-a transient error (state unavailable) -> abandon with a delay so the broker
-redelivers it (and dead-letters it after max deliveries); an undecodable body
-or unknown job type -> dead-letter with a reason. The consumer never crashes
-on a message.
+Settlement rules, per message (a batch's messages never share a fate):
+- success, or a planning error that fails the job -> complete;
+- a message for a definition this orchestrator does not serve (a rolling
+  deploy) -> handed to the state service, which sends it on to an
+  orchestrator that serves it or parks it until one registers -> complete;
+- undecodable, or fields out of range -> dead-letter "UndecodableBody";
+  a job type no loaded app defines (and no definition to route by) ->
+  "UnknownJobType"; a job the state service does not know -> "UnknownJob";
+  a request the state service refuses as invalid -> "Rejected";
+- anything transient (state unavailable, blob store down, an unexpected
+  error) -> abandon with a delay, so the broker redelivers it and
+  dead-letters it after its max delivery count.
+Nothing a message holds can make the consumer loop raise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
-import grpc
 from pydantic import ValidationError
 
-from coremachine.services.orchestrator.planner import TERMINAL_JOB, Planner, PlanningError
-from coremachine.services.orchestrator.registry import JobRegistry
+from coremachine.app import JobType
+from coremachine.app._registry import Registry
+from coremachine.services.orchestrator.planner import Planner, PlanningError
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
+from coremachine.shared.consuming import receive_or_stop
+from coremachine.shared.errors import InvalidArgument, NotFound
 from coremachine.shared.logging_setup import log_context
 from coremachine.shared.messages import FinalizeJob, StageReady, job_message_adapter
-from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from coremachine.shared.state_client import StateClient
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY_DELAY = 2.0
+RECEIVE_BACKOFF_MAX = 10.0
 
 
 class JobsConsumer:
@@ -33,9 +45,11 @@ class JobsConsumer:
         self,
         broker: Broker,
         queue: str,
-        state: state_pb2_grpc.StateServiceStub,
-        registry: JobRegistry,
+        state: StateClient,
+        registry: Registry,
         planner: Planner,
+        *,
+        orchestrator_id: str,
         batch_size: int = 16,
     ) -> None:
         self.broker = broker
@@ -43,53 +57,91 @@ class JobsConsumer:
         self.state = state
         self.registry = registry
         self.planner = planner
+        self.orchestrator_id = orchestrator_id
         self.batch_size = batch_size
 
     async def run(self, stopping: asyncio.Event) -> None:
+        backoff = 0.5
         while not stopping.is_set():
             try:
-                messages = await self.broker.receive(self.queue, self.batch_size, max_wait=1.0)
+                messages = await receive_or_stop(
+                    self.broker, self.queue, self.batch_size, 1.0, stopping
+                )
             except Exception:
-                log.exception("receiving from %s failed", self.queue)
-                await asyncio.sleep(1.0)
+                log.exception("receiving from %s failed; retrying in %.1fs", self.queue, backoff)
+                await _wait(stopping, backoff)
+                backoff = min(backoff * 2, RECEIVE_BACKOFF_MAX)
                 continue
+            backoff = 0.5
             if messages:
                 # Messages of one batch concern different jobs (or are
-                # idempotent replays), so they can be handled concurrently.
-                await asyncio.gather(*(self.handle(m) for m in messages))
+                # idempotent replays), so they are handled concurrently.
+                outcomes = await asyncio.gather(
+                    *(self.handle(m) for m in messages), return_exceptions=True
+                )
+                for message, outcome in zip(messages, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):  # handle() catches; belt and braces
+                        log.error("handling %s raised", message.message_id, exc_info=outcome)
 
     async def handle(self, message: ReceivedMessage) -> None:
         try:
             decoded = job_message_adapter.validate_json(message.body)
-        except ValidationError as exc:
-            await self._dead_letter(message, "UndecodableBody", str(exc)[:1000])
+        except (ValidationError, ValueError) as exc:
+            await self._dead_letter(message, "UndecodableBody", _short(exc))
             return
         with log_context(job_id=decoded.job_id):
-            job_type = self.registry.get(decoded.job_type)
-            if job_type is None:
-                await self._dead_letter(
-                    message, "UnknownJobType", f"no job type {decoded.job_type!r} here"
-                )
-                return
             try:
-                await self._process(decoded, job_type)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    await self._dead_letter(message, "UnknownJob", exc.details() or "")
-                    return
-                log.warning("transient failure, will retry: %s", exc.code().name)
-                await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
-                return
+                await self._route(message, decoded)
             except Exception:
-                log.exception("unexpected failure handling %s", message.message_id)
+                log.exception("unexpected failure handling %s; will retry", message.message_id)
                 await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
-                return
-            await self._settle(self.broker.complete([message]))
 
-    async def _process(self, decoded: StageReady | FinalizeJob, job_type) -> None:
+    async def _route(self, message: ReceivedMessage, decoded: StageReady | FinalizeJob) -> None:
+        job_type = self.registry.job_type(decoded.job_type)
+        if decoded.definition and not self.registry.serves(decoded.job_type, decoded.definition):
+            # Another version of this job type (or a type of another app):
+            # whoever serves that definition plans it.
+            parked, reason = await self.state.park_job_message(
+                decoded.job_id,
+                decoded.job_type,
+                decoded.definition,
+                message.message_id,
+                message.body,
+                self.orchestrator_id,
+            )
+            log.info(
+                "message %s is for definition %s@%s: %s",
+                message.message_id,
+                decoded.job_type,
+                decoded.definition[:12],
+                reason if parked else "sent on to an orchestrator that serves it",
+            )
+            await self._settle(self.broker.complete([message]))
+            return
+        if job_type is None:
+            await self._dead_letter(
+                message, "UnknownJobType", f"no loaded app defines job type {decoded.job_type!r}"
+            )
+            return
+        try:
+            await self._process(decoded, job_type)
+        except NotFound as exc:
+            await self._dead_letter(message, "UnknownJob", str(exc))
+            return
+        except InvalidArgument as exc:
+            await self._dead_letter(message, "Rejected", str(exc))
+            return
+        except Exception as exc:
+            log.warning("transient failure, will retry: %s", _short(exc))
+            await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
+            return
+        await self._settle(self.broker.complete([message]))
+
+    async def _process(self, decoded: StageReady | FinalizeJob, job_type: JobType) -> None:
         # The stage whose results the step needs: the previous one to plan a
         # stage, the last one to finalize. A small stage's come with the
         # message; otherwise they are read with the job, in one call.
+        finalizing = isinstance(decoded, FinalizeJob)
         needs = decoded.stage - 1 if isinstance(decoded, StageReady) else len(job_type.stages)
         if decoded.context is not None:
             # The job may have been cancelled since: creating tasks or
@@ -97,29 +149,25 @@ class JobsConsumer:
             job, results = await self.planner.from_context(
                 decoded.job_id, decoded.job_type, decoded.context
             )
+            if finalizing and decoded.context.total_stages != needs:
+                job, results = await self.planner.job_and_results(job.job_id, job.total_stages)
         else:
             job, results = await self.planner.job_and_results(decoded.job_id, needs)
-            if job.status in TERMINAL_JOB:
+            if job.status.is_terminal:
                 return  # cancelled or failed meanwhile, or a replay of a finished job
+            if finalizing and job.total_stages != needs:
+                job, results = await self.planner.job_and_results(job.job_id, job.total_stages)
         try:
             if isinstance(decoded, StageReady):
-                if decoded.stage > len(job_type.stages):
-                    raise PlanningError(f"job type has no stage {decoded.stage}")
                 created = await self.planner.plan_stage(job, job_type, decoded.stage, results)
                 log.info("stage %d planned: %d tasks created", decoded.stage, created)
             else:
-                if job.total_stages != needs:  # the job type changed since submit
-                    job, results = await self.planner.job_and_results(job.job_id, job.total_stages)
                 result = await self.planner.finalize(job, job_type, results)
-                await self.state.CompleteJob(
-                    state_pb2.CompleteJobRequest(
-                        job_id=job.job_id, result_json=json.dumps(result).encode()
-                    )
-                )
+                await self.state.complete_job(job.job_id, json.dumps(result).encode())
                 log.info("job finalized")
         except PlanningError as exc:
             log.error("job failed: %s", exc)
-            await self.state.FailJob(state_pb2.FailJobRequest(job_id=job.job_id, error=str(exc)))
+            await self.state.fail_job(job.job_id, str(exc))
 
     async def _dead_letter(self, message: ReceivedMessage, reason: str, description: str) -> None:
         log.error("dead-lettering %s: %s %s", message.message_id, reason, description)
@@ -131,3 +179,15 @@ class JobsConsumer:
         except LockLostError:
             # Redelivered later; handling is idempotent.
             log.warning("message lock lost before settlement")
+        except Exception:
+            # The broker is down: the lock expires and the message comes back.
+            log.exception("settling a message failed; it will be redelivered")
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+async def _wait(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import Field
 
 from coremachine.shared.settings import CommonSettings
@@ -10,7 +13,19 @@ from coremachine.shared.settings import CommonSettings
 class OrchestratorSettings(CommonSettings):
     grpc_port: int = Field(50062, ge=0, le=65535, validation_alias="ORCHESTRATOR_GRPC_PORT")
     state_address: str = Field("localhost:50061", validation_alias="STATE_ADDRESS")
-    hello_world_max_n: int = Field(100_000, ge=1, validation_alias="HELLO_WORLD_MAX_N")
+    # The apps whose job types this orchestrator serves ("package.module:app",
+    # comma-separated); unset: every app in the `coremachine.apps` entry points.
+    apps: str | None = Field(None, validation_alias="COREMACHINE_APPS")
+    orchestrator_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
+        validation_alias="ORCHESTRATOR_ID",
+    )
+    # How often it re-registers the definitions it serves (its heartbeat);
+    # a registration holds three times as long.
+    registration_seconds: float = Field(
+        10.0, gt=0, le=3600, validation_alias="ORCHESTRATOR_REGISTRATION_SECONDS"
+    )
+    # The retry policy of stages that do not declare one.
     task_max_retries: int = Field(3, ge=0, le=20, validation_alias="TASK_MAX_RETRIES")
     retry_base_ms: int = Field(1000, ge=1, validation_alias="TASK_RETRY_BASE_MS")
     retry_max_ms: int = Field(60_000, ge=1, validation_alias="TASK_RETRY_MAX_MS")

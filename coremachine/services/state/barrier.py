@@ -84,9 +84,11 @@ async def evaluate_stage(
         return True
     context = await job_context(conn, job, stage_row, summaries)
     message = (
-        outbox.finalize(job.job_id, job.job_type, context)
+        outbox.finalize(job.job_id, job.job_type, context, definition=job.definition)
         if last_stage
-        else outbox.stage_ready(job.job_id, job.job_type, stage_row.stage + 1, context)
+        else outbox.stage_ready(
+            job.job_id, job.job_type, stage_row.stage + 1, context, definition=job.definition
+        )
     )
     await outbox.write(conn, [message])
     return True
@@ -149,11 +151,7 @@ async def complete_with_summary(
 
 
 async def describe_failure(conn: psycopg.AsyncConnection, job_id: str, stage: int) -> str:
-    cur = await conn.execute(
-        "SELECT task_id, attempt, error_details FROM coremachine.tasks"
-        " WHERE job_id = %s AND stage = %s AND status = 'failed' ORDER BY task_index LIMIT 1",
-        (job_id, stage),
-    )
+    cur = await conn.execute(Q.first_failed_task, {"job_id": job_id, "stage": stage})
     row = await cur.fetchone()
     if row is None:
         return f"stage {stage} failed"

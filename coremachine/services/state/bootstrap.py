@@ -8,6 +8,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.admin import Admin
+from coremachine.services.state.definitions_store import DefinitionStore
 from coremachine.services.state.event_feed import EventFeed
 from coremachine.services.state.janitor import Janitor
 from coremachine.services.state.outbox import Outbox, OutboxRelay
@@ -15,6 +16,7 @@ from coremachine.services.state.schema import LEDGER, MIGRATIONS_DIR, check_sche
 from coremachine.services.state.servicer import StateServicer
 from coremachine.services.state.settings import StateSettings
 from coremachine.services.state.store import StateStore
+from coremachine.services.state.workers_store import WorkerStore
 from coremachine.shared.broker import Broker
 from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.database_credentials import DatabaseCredentials
@@ -96,16 +98,19 @@ async def build(settings: StateSettings) -> StateApp:
     relay = OutboxRelay(pool, broker, batch_size=settings.relay_batch_size)
     # In direct mode nothing goes through the outbox table: waking the relay
     # after every commit would only cost an empty query per operation.
-    store = StateStore(pool, outbox, (lambda: None) if outbox.direct else relay.notify)
+    poke_relay = (lambda: None) if outbox.direct else relay.notify
+    store = StateStore(pool, outbox, poke_relay)
     janitor = Janitor(
         pool,
         store,
         relay,
         interval=settings.janitor_interval_seconds,
         stall_seconds=settings.stage_stall_seconds,
+        resend_seconds=settings.task_resend_seconds,
         job_deadline_seconds=settings.job_deadline_seconds,
     )
     feed = EventFeed(lambda: credentials.connect(autocommit=True))
+    definitions = DefinitionStore(pool, outbox, poke_relay)
     server = GrpcServer(
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
@@ -123,7 +128,9 @@ async def build(settings: StateSettings) -> StateApp:
     )
     server.add(
         state_pb2_grpc.add_StateServiceServicer_to_server,
-        StateServicer(store, Admin(pool, broker, store, settings), feed),
+        StateServicer(
+            store, Admin(pool, broker, store, settings), feed, definitions, WorkerStore(pool)
+        ),
         "coremachine.state.v1.StateService",
     )
     return StateApp(

@@ -10,17 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from coremachine.common.v1 import common_pb2
 from coremachine.services.state.rows import EventRow, JobRow, StageRow, TaskRow
 from coremachine.services.state.store_models import ClaimedTask, JobView, StageResult
-
-JOB_STATUS = {
-    s: getattr(common_pb2, f"JOB_STATUS_{s.upper()}")
-    for s in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled")
-}
-TASK_STATUS = {
-    s: getattr(common_pb2, f"TASK_STATUS_{s.upper()}")
-    for s in ("queued", "processing", "completed", "failed", "cancelled")
-}
-JOB_STATUS_NAME = {v: k for k, v in JOB_STATUS.items()}
-TASK_STATUS_NAME = {v: k for k, v in TASK_STATUS.items()}
+from coremachine.shared.domain.tasks import WorkerInfo
+from coremachine.shared.status_codes import job_status_to_proto, task_status_to_proto
+from coremachine.state.v1 import state_pb2
 
 
 def _ts(value: dt.datetime | None) -> Timestamp | None:
@@ -35,7 +27,7 @@ def _json(value: object) -> bytes:
     return b"" if value is None else json.dumps(value).encode()
 
 
-def stage_to_proto(stage: StageRow) -> common_pb2.StageProgress:
+def stage_to_proto(stage: StageRow, default_queue: str) -> common_pb2.StageProgress:
     return common_pb2.StageProgress(
         stage=stage.stage,
         status=stage.status,
@@ -44,15 +36,17 @@ def stage_to_proto(stage: StageRow) -> common_pb2.StageProgress:
         failed=stage.failed,
         cancelled=stage.cancelled,
         remaining=stage.remaining,
+        queue=stage.queue or default_queue,
+        last_progress_json=_json(stage.last_progress),
     )
 
 
-def job_to_proto(view: JobView) -> common_pb2.Job:
+def job_to_proto(view: JobView, default_queue: str) -> common_pb2.Job:
     job: JobRow = view.job
     return common_pb2.Job(
         job_id=job.job_id,
         job_type=job.job_type,
-        status=JOB_STATUS[job.status],
+        status=job_status_to_proto(job.status),
         stage=job.stage,
         total_stages=job.total_stages,
         parameters_json=_json(job.parameters),
@@ -61,8 +55,10 @@ def job_to_proto(view: JobView) -> common_pb2.Job:
         created_at=_ts(job.created_at),
         updated_at=_ts(job.updated_at),
         completed_at=_ts(job.completed_at),
-        stages=[stage_to_proto(s) for s in view.stages],
+        stages=[stage_to_proto(s, default_queue) for s in view.stages],
         stage_results_json=_json(job.stage_results),
+        definition=job.definition,
+        waiting=view.waiting,
     )
 
 
@@ -74,7 +70,7 @@ def task_to_proto(task: TaskRow) -> common_pb2.Task:
         task_type=task.task_type,
         stage=task.stage,
         task_index=task.task_index,
-        status=TASK_STATUS[task.status],
+        status=task_status_to_proto(task.status),
         parameters_json=_json(task.parameters),
         result_json=_json(task.result_data),
         error=task.error_details or "",
@@ -84,16 +80,16 @@ def task_to_proto(task: TaskRow) -> common_pb2.Task:
         updated_at=_ts(task.updated_at),
         started_at=_ts(task.started_at),
         completed_at=_ts(task.completed_at),
+        progress_json=_json(task.progress),
+        worker_id=task.lease_owner or "",
     )
 
 
-def stage_result_to_proto(result: StageResult):
-    from coremachine.state.v1 import state_pb2
-
+def stage_result_to_proto(result: StageResult) -> state_pb2.StageTaskResult:
     return state_pb2.StageTaskResult(
         task_index=result.task_index,
         task_id=result.task_id,
-        status=TASK_STATUS[result.status],
+        status=task_status_to_proto(result.status),
         result_json=(result.result_json or "").encode(),
         error=result.error or "",
     )
@@ -123,4 +119,19 @@ def claimed_to_proto(task: ClaimedTask) -> common_pb2.Task:
         status=common_pb2.TASK_STATUS_PROCESSING,
         parameters_json=task.parameters_json.encode(),
         attempt=task.attempt,
+    )
+
+
+def worker_to_proto(worker: WorkerInfo) -> state_pb2.WorkerInfo:
+    return state_pb2.WorkerInfo(
+        worker_id=worker.worker_id,
+        host=worker.host,
+        queues=list(worker.queues),
+        task_types=list(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        version=worker.version,
+        started_at=_ts(worker.started_at),
+        last_seen_at=_ts(worker.last_seen_at),
+        state=worker.state,
     )

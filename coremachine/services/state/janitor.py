@@ -6,7 +6,13 @@ Each sweep (recorded in janitor_runs):
 2. re-evaluates running stages whose tasks are all terminal but which did not
    advance (advance_stage is a CAS, so racing the normal path is harmless);
 3. relays outbox rows left behind;
-4. fails jobs past the configured deadline, naming the reason.
+4. fails jobs past the configured deadline, naming the reason;
+5. re-sends the message of a queued task that has none: in a stage where
+   nothing moved for TASK_RESEND_SECONDS, a queued task whose message the
+   broker no longer holds (nor the outbox) gets it again. A broker that
+   cannot tell (Service Bus) gets it again at most every
+   max(TASK_RESEND_SECONDS, 11 minutes), past its duplicate-detection window,
+   and a duplicate is refused by the claim.
 Only the holder of the `janitor` lease row sweeps, so replicas never both do.
 """
 
@@ -30,6 +36,8 @@ from coremachine.services.state.store_models import Outcome
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# Past Service Bus's duplicate-detection window (10 minutes by default).
+GUESS_RESEND_SECONDS = 660.0
 
 
 @dataclass
@@ -38,6 +46,7 @@ class SweepReport:
     stages_advanced: int = 0
     outbox_relayed: int = 0
     jobs_timed_out: int = 0
+    messages_resent: int = 0
     details: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -46,6 +55,7 @@ class SweepReport:
             "stages_advanced": self.stages_advanced,
             "outbox_relayed": self.outbox_relayed,
             "jobs_timed_out": self.jobs_timed_out,
+            "messages_resent": self.messages_resent,
             "details": self.details[:50],
         }
 
@@ -60,6 +70,7 @@ class Janitor:
         interval: float,
         stall_seconds: float,
         job_deadline_seconds: float,
+        resend_seconds: float = 60.0,
         holder: str | None = None,
     ) -> None:
         self.pool = pool
@@ -68,6 +79,7 @@ class Janitor:
         self.interval = interval
         self.stall_seconds = stall_seconds
         self.job_deadline_seconds = job_deadline_seconds
+        self.resend_seconds = resend_seconds
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
 
     async def is_leader(self) -> bool:
@@ -92,6 +104,7 @@ class Janitor:
             await self._advance_stalled(report)
             report.outbox_relayed = await self.relay.relay_once()
             await self._time_out_jobs(report)
+            await self._resend_lost_messages(report)
         except Exception as exc:
             error = repr(exc)
             raise
@@ -150,13 +163,80 @@ class Janitor:
                 report.jobs_timed_out += 1
                 report.details.append(f"timed out {job_id}")
 
+    async def _resend_lost_messages(self, report: SweepReport) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                Q.quiet_stages_with_queued_tasks,
+                {"quiet_seconds": self.resend_seconds, "limit": BATCH},
+            )
+            stages = await cur.fetchall()
+        outbox = self.store.outbox
+        for job_id, stage, queue in stages:
+            queue = queue or outbox.tasks_queue
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    Q.waiting_tasks_of_stage,
+                    {
+                        "job_id": job_id,
+                        "stage": stage,
+                        "quiet_seconds": self.resend_seconds,
+                        "resend_every": self.resend_seconds,
+                        "limit": BATCH,
+                    },
+                )
+                waiting = await cur.fetchall()
+            if not waiting:
+                continue
+            messages = {
+                f"{task_id}:{attempt}": (task_id, task_type, attempt)
+                for task_id, task_type, attempt, _ in waiting
+            }
+            missing = await self.relay.broker.missing_messages(queue, list(messages))
+            if missing is None:
+                # The broker cannot tell: re-send what waited past its
+                # duplicate-detection window (within it, it would drop the copy).
+                missing = {
+                    f"{task_id}:{attempt}"
+                    for task_id, _, attempt, waited in waiting
+                    if waited.total_seconds() >= GUESS_RESEND_SECONDS
+                }
+            if not missing:
+                continue
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(Q.outbox_message_ids, {"message_ids": sorted(missing)})
+                missing -= {row[0] for row in await cur.fetchall()}
+                if not missing:
+                    continue
+                cur = await conn.execute(
+                    Q.mark_resent, {"task_ids": [messages[m][0] for m in sorted(missing)]}
+                )
+                still_queued = {row[0] for row in await cur.fetchall()}
+                await outbox.write(
+                    conn,
+                    [
+                        outbox.task(task_id, job_id, task_type, attempt, queue=queue)
+                        for m in sorted(missing)
+                        for task_id, task_type, attempt in [messages[m]]
+                        if task_id in still_queued
+                    ],
+                )
+            report.messages_resent += len(still_queued)
+            report.details += [f"re-sent the lost message of {t}" for t in sorted(still_queued)]
+        if report.messages_resent:
+            self.relay.notify()
+
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 if await self.is_leader():
                     report = await self.sweep()
                     if any(
-                        (report.leases_reclaimed, report.stages_advanced, report.jobs_timed_out)
+                        (
+                            report.leases_reclaimed,
+                            report.stages_advanced,
+                            report.jobs_timed_out,
+                            report.messages_resent,
+                        )
                     ):
                         log.info("janitor sweep", extra={"fields": report.as_dict()})
             except Exception:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -65,22 +67,49 @@ class Outbox:
         )
 
     def stage_ready(
-        self, job_id: str, job_type: str, stage: int, context: JobContext | None = None
+        self,
+        job_id: str,
+        job_type: str,
+        stage: int,
+        context: JobContext | None = None,
+        *,
+        definition: str,
     ) -> tuple[str, OutgoingMessage]:
-        msg = StageReady(job_id=job_id, job_type=job_type, stage=stage, context=context)
+        msg = StageReady(
+            job_id=job_id, job_type=job_type, stage=stage, context=context, definition=definition
+        )
         return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
 
     def finalize(
-        self, job_id: str, job_type: str, context: JobContext | None = None
+        self, job_id: str, job_type: str, context: JobContext | None = None, *, definition: str
     ) -> tuple[str, OutgoingMessage]:
-        msg = FinalizeJob(job_id=job_id, job_type=job_type, context=context)
+        msg = FinalizeJob(job_id=job_id, job_type=job_type, context=context, definition=definition)
         return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
 
-    def task(
-        self, task_id: str, job_id: str, task_type: str, attempt: int, scheduled_at=None
+    def resend(
+        self, message_id: str, body: bytes, job_id: str, delay_seconds: float = 0.0
     ) -> tuple[str, OutgoingMessage]:
+        """A jobs-queue message sent again (a parked one, released): under a new
+        id, since Service Bus drops a repeated id within its duplicate window."""
+        scheduled = (
+            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
+        )
+        again = f"{message_id.split(':again:')[0]}:again:{uuid.uuid4().hex[:12]}"
+        return self.jobs_queue, OutgoingMessage(again, body, {"job_id": job_id}, scheduled)
+
+    def task(
+        self,
+        task_id: str,
+        job_id: str,
+        task_type: str,
+        attempt: int,
+        scheduled_at: dt.datetime | None = None,
+        *,
+        queue: str | None = None,
+    ) -> tuple[str, OutgoingMessage]:
+        """A task's message, on its stage's queue (None: the TASKS_QUEUE)."""
         msg = TaskMessage(task_id=task_id, job_id=job_id, task_type=task_type, attempt=attempt)
-        return self.tasks_queue, _outgoing(
+        return queue or self.tasks_queue, _outgoing(
             msg.message_id, msg.model_dump_json(), scheduled_at, job_id=job_id, task_id=task_id
         )
 

@@ -4,10 +4,11 @@
 -- name: insert_job
 -- A job created with its first stage's tasks starts out processing stage 1.
 INSERT INTO coremachine.jobs
-    (job_id, job_type, parameters, total_stages, metadata, default_result, status)
+    (job_id, job_type, parameters, total_stages, metadata, default_result, status, definition)
 VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s,
         %(default_result)s,
-        CASE WHEN %(processing)s THEN 'processing' ELSE 'queued' END::coremachine.job_status)
+        CASE WHEN %(processing)s THEN 'processing' ELSE 'queued' END::coremachine.job_status,
+        %(definition)s)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING *;
 
@@ -24,6 +25,10 @@ WHERE job_id IN (SELECT t.job_id FROM coremachine.tasks t
                  WHERE t.task_id IN (SELECT jsonb_array_elements_text(%(task_ids)s::jsonb)))
 ORDER BY job_id
 FOR UPDATE;
+
+-- name: lock_jobs
+SELECT job_id FROM coremachine.jobs WHERE job_id = ANY(%(job_ids)s::text[])
+ORDER BY job_id FOR UPDATE;
 
 -- name: list_jobs
 SELECT * FROM coremachine.jobs
@@ -43,9 +48,10 @@ SELECT * FROM coremachine.job_stages WHERE job_id = ANY(%(job_ids)s::text[]) ORD
 -- name: insert_stage
 INSERT INTO coremachine.job_stages
     (job_id, stage, task_count, remaining, max_attempts, backoff_base_ms, backoff_max_ms,
-     max_failed_tasks)
+     max_failed_tasks, queue, task_timeout_ms, heartbeat_timeout_ms, previous_results)
 VALUES (%(job_id)s, %(stage)s, %(task_count)s, %(task_count)s, %(max_attempts)s,
-        %(backoff_base_ms)s, %(backoff_max_ms)s, %(max_failed_tasks)s)
+        %(backoff_base_ms)s, %(backoff_max_ms)s, %(max_failed_tasks)s, %(queue)s,
+        %(task_timeout_ms)s, %(heartbeat_timeout_ms)s, %(previous_results)s)
 ON CONFLICT (job_id, stage) DO NOTHING
 RETURNING *;
 
@@ -65,7 +71,7 @@ ON CONFLICT (task_id) DO NOTHING
 RETURNING task_id, task_type, attempt;
 
 -- name: claim_tasks
--- One statement, its own transaction: see coremachine.claim_tasks (migration 0006).
+-- One statement, its own transaction: see coremachine.claim_tasks (migrations 0006, 0007).
 SELECT * FROM coremachine.claim_tasks(%(worker_id)s, %(lease_seconds)s, %(claims)s::jsonb);
 
 -- name: task_states
@@ -102,7 +108,7 @@ FROM jsonb_to_recordset(%(outcomes)s::jsonb)
 WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
   AND s.job_id = t.job_id AND s.stage = t.stage
 RETURNING t.task_id, t.job_id, t.task_type, t.stage, t.task_index, t.status, t.attempt,
-          t.error_details, s.backoff_base_ms, s.backoff_max_ms;
+          t.error_details, s.backoff_base_ms, s.backoff_max_ms, s.queue;
 
 -- name: count_into_stages
 -- The O(1) barrier: one UPDATE per (job, stage) touched by the batch.
@@ -120,6 +126,23 @@ RETURNING s.*;
 SELECT * FROM coremachine.job_stages
 WHERE (job_id, stage) IN (SELECT * FROM unnest(%(job_ids)s::text[], %(stages)s::int[]))
 ORDER BY job_id, stage FOR UPDATE;
+
+-- name: count_stage_tasks
+-- The repair path (janitor, redrive): a stage counted from its task rows.
+SELECT status::text, count(*) FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s GROUP BY status;
+
+-- name: recount_stage
+UPDATE coremachine.job_stages
+SET remaining = %(remaining)s, completed = %(completed)s, failed = %(failed)s,
+    cancelled = %(cancelled)s
+WHERE job_id = %(job_id)s AND stage = %(stage)s
+RETURNING *;
+
+-- name: first_failed_task
+SELECT task_id, attempt, error_details FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'failed'
+ORDER BY task_index LIMIT 1;
 
 -- name: finish_stage
 -- The status CAS makes advancing idempotent (janitor re-evaluation, replays);
@@ -260,6 +283,37 @@ WHERE s.status = 'running'
        WHERE t.job_id = s.job_id AND t.stage = s.stage) = s.task_count
 LIMIT %(limit)s;
 
+-- name: quiet_stages_with_queued_tasks
+-- Running stages of running jobs where nothing was counted for a while but
+-- some task still waits in the queue: maybe its message was lost.
+SELECT s.job_id, s.stage, s.queue FROM coremachine.job_stages s
+JOIN coremachine.jobs j ON j.job_id = s.job_id AND j.status = 'processing'
+WHERE s.status = 'running'
+  AND coalesce(s.last_counted_at, s.started_at) < now() - make_interval(secs => %(quiet_seconds)s)
+  AND EXISTS (SELECT 1 FROM coremachine.tasks t
+              WHERE t.job_id = s.job_id AND t.stage = s.stage AND t.status = 'queued')
+LIMIT %(limit)s;
+
+-- name: waiting_tasks_of_stage
+-- Its tasks queued for a while, not re-sent recently.
+SELECT task_id, task_type, attempt,
+       now() - greatest(updated_at, coalesce(resent_at, '-infinity')) AS waited
+FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND status = 'queued'
+  AND updated_at < now() - make_interval(secs => %(quiet_seconds)s)
+  AND (resent_at IS NULL OR resent_at < now() - make_interval(secs => %(resend_every)s))
+ORDER BY task_index
+LIMIT %(limit)s;
+
+-- name: outbox_message_ids
+-- Messages written but not yet relayed are not lost.
+SELECT message_id FROM coremachine.outbox WHERE message_id = ANY(%(message_ids)s::text[]);
+
+-- name: mark_resent
+UPDATE coremachine.tasks SET resent_at = now()
+WHERE task_id = ANY(%(task_ids)s::text[]) AND status = 'queued'
+RETURNING task_id;
+
 -- name: overdue_jobs
 SELECT job_id FROM coremachine.jobs
 WHERE status IN ('queued', 'processing')
@@ -291,12 +345,14 @@ ORDER BY stage LIMIT 1 FOR UPDATE;
 
 -- name: requeue_stopped_tasks
 -- Redrive: failed and cancelled tasks run again with a fresh retry budget.
-UPDATE coremachine.tasks
-SET status = 'queued', attempt = attempt + 1, attempt_base = attempt,
+UPDATE coremachine.tasks t
+SET status = 'queued', attempt = t.attempt + 1, attempt_base = t.attempt,
     error_details = NULL, result_data = NULL, lease_token = NULL, lease_owner = NULL,
     lease_expires_at = NULL, completed_at = NULL, updated_at = now()
-WHERE job_id = %(job_id)s AND stage = %(stage)s AND status IN ('failed', 'cancelled')
-RETURNING task_id, task_type, attempt;
+FROM coremachine.job_stages s
+WHERE t.job_id = %(job_id)s AND t.stage = %(stage)s AND t.status IN ('failed', 'cancelled')
+  AND s.job_id = t.job_id AND s.stage = t.stage
+RETURNING t.task_id, t.task_type, t.attempt, s.queue;
 
 -- name: reopen_stage
 UPDATE coremachine.job_stages s
@@ -366,3 +422,110 @@ SELECT 'tasks', count(*),
        count(*) FILTER (WHERE created_at > now() - interval '24 hours'),
        max(created_at)
 FROM coremachine.tasks;
+
+-- name: record_progress
+-- The latest report per task wins; reports of tasks no longer running under
+-- that lease change nothing. The stage keeps the latest of its tasks' reports.
+WITH reported AS (
+    UPDATE coremachine.tasks t
+    SET progress = jsonb_build_object('current', r.current, 'total', r.total,
+                                      'message', r.message, 'at', now()),
+        updated_at = now()
+    FROM jsonb_to_recordset(%(reports)s::jsonb)
+         AS r(task_id text, token uuid, current float8, total float8, message text)
+    WHERE t.task_id = r.task_id AND t.lease_token = r.token AND t.status = 'processing'
+    RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.progress
+), latest AS (
+    SELECT DISTINCT ON (job_id, stage) job_id, stage, task_id, task_index, progress
+    FROM reported ORDER BY job_id, stage, task_index DESC
+), staged AS (
+    UPDATE coremachine.job_stages s
+    SET last_progress = l.progress || jsonb_build_object('task_id', l.task_id,
+                                                         'task_index', l.task_index)
+    FROM latest l
+    WHERE s.job_id = l.job_id AND s.stage = l.stage
+)
+SELECT task_id, job_id, stage, progress FROM reported;
+
+-- name: live_queues
+-- Queues some live worker consumes.
+SELECT DISTINCT unnest(queues) FROM coremachine.workers
+WHERE expires_at > now() AND stopped_at IS NULL;
+
+-- name: heartbeat_worker
+INSERT INTO coremachine.workers
+    (worker_id, host, queues, task_types, concurrency, in_flight, version, started_at,
+     last_seen_at, expires_at, stopped_at)
+VALUES (%(worker_id)s, %(host)s, %(queues)s, %(task_types)s, %(concurrency)s, %(in_flight)s,
+        %(version)s, %(started_at)s, now(), now() + make_interval(secs => %(ttl_seconds)s),
+        CASE WHEN %(stopping)s THEN now() END)
+ON CONFLICT (worker_id) DO UPDATE
+SET host = EXCLUDED.host, queues = EXCLUDED.queues, task_types = EXCLUDED.task_types,
+    concurrency = EXCLUDED.concurrency, in_flight = EXCLUDED.in_flight,
+    version = EXCLUDED.version, started_at = coalesce(EXCLUDED.started_at, workers.started_at),
+    last_seen_at = now(), expires_at = EXCLUDED.expires_at, stopped_at = EXCLUDED.stopped_at;
+
+-- name: list_workers
+SELECT worker_id, host, queues, task_types, concurrency, in_flight, version, started_at,
+       last_seen_at,
+       CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+            WHEN expires_at <= now() THEN 'lost' ELSE 'live' END AS state
+FROM coremachine.workers
+WHERE (stopped_at IS NULL AND expires_at > now())
+   OR greatest(coalesce(stopped_at, '-infinity'), expires_at)
+      > now() - make_interval(secs => %(gone_seconds)s)
+ORDER BY worker_id;
+
+-- name: forget_old_workers
+DELETE FROM coremachine.workers WHERE expires_at < now() - interval '1 day';
+
+-- name: register_orchestrator
+INSERT INTO coremachine.orchestrators
+    (orchestrator_id, host, version, definitions, last_seen_at, expires_at)
+VALUES (%(orchestrator_id)s, %(host)s, %(version)s, %(definitions)s, now(),
+        now() + make_interval(secs => %(ttl_seconds)s))
+ON CONFLICT (orchestrator_id) DO UPDATE
+SET host = EXCLUDED.host, version = EXCLUDED.version, definitions = EXCLUDED.definitions,
+    last_seen_at = now(), expires_at = EXCLUDED.expires_at;
+
+-- name: unregister_orchestrator
+DELETE FROM coremachine.orchestrators WHERE orchestrator_id = %(orchestrator_id)s;
+
+-- name: record_definitions
+INSERT INTO coremachine.job_definitions (job_type, fingerprint, parameters_schema, definition)
+SELECT d.job_type, d.fingerprint, d.parameters_schema, d.definition
+FROM jsonb_to_recordset(%(definitions)s::jsonb)
+     AS d(job_type text, fingerprint text, parameters_schema jsonb, definition jsonb)
+ON CONFLICT (job_type, fingerprint) DO UPDATE SET last_registered_at = now();
+
+-- name: definition_served
+-- Whether a live orchestrator serves a definition.
+SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators
+               WHERE expires_at > now() AND %(definition)s = ANY(definitions));
+
+-- name: release_parked_for
+-- Parked messages some of these definitions serve, taken out to be sent again.
+DELETE FROM coremachine.parked_messages
+WHERE definition = ANY(%(definitions)s::text[])
+RETURNING message_id, job_id, body;
+
+-- name: release_parked_of_job
+DELETE FROM coremachine.parked_messages WHERE job_id = %(job_id)s
+RETURNING message_id, job_id, body;
+
+-- name: park_message
+INSERT INTO coremachine.parked_messages (message_id, job_id, job_type, definition, body, reason)
+VALUES (%(message_id)s, %(job_id)s, %(job_type)s, %(definition)s, %(body)s, %(reason)s)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- name: set_job_waiting
+UPDATE coremachine.jobs SET waiting = %(waiting)s, updated_at = now()
+WHERE job_id = ANY(%(job_ids)s::text[]) AND waiting IS DISTINCT FROM %(waiting)s
+RETURNING job_id;
+
+-- name: rebase_job
+UPDATE coremachine.jobs
+SET definition = %(definition)s, total_stages = %(total_stages)s,
+    default_result = %(default_result)s, waiting = NULL, updated_at = now()
+WHERE job_id = %(job_id)s
+RETURNING *;

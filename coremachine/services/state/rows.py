@@ -26,6 +26,10 @@ class JobRow:
     completed_at: dt.datetime | None
     # The job's result is the default summary, recorded by the state service.
     default_result: bool
+    # Fingerprint of the job type's definition it was created with.
+    definition: str
+    # Why the job does not move (a parked message), if something holds it.
+    waiting: str | None
 
 
 @dataclass(slots=True)
@@ -45,6 +49,12 @@ class StageRow:
     started_at: dt.datetime
     completed_at: dt.datetime | None
     last_counted_at: dt.datetime | None
+    # The queue its tasks go to (None: the service's TASKS_QUEUE).
+    queue: str | None
+    task_timeout_ms: int
+    heartbeat_timeout_ms: int
+    previous_results: bool
+    last_progress: dict[str, Any] | None
 
     def failures_exceed_tolerance(self) -> bool:
         return self.max_failed_tasks >= 0 and self.failed > self.max_failed_tasks
@@ -71,6 +81,9 @@ class TaskRow:
     updated_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+    progress: dict[str, Any] | None
+    # When the janitor last re-sent its lost message.
+    resent_at: dt.datetime | None
     # From the task's stage (retry budget); listed with each task.
     max_attempts: int
 

@@ -4,28 +4,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
+import re
+import uuid
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
+from coremachine.common.v1 import common_pb2
 from coremachine.services.state import convert
 from coremachine.services.state.admin import Admin
+from coremachine.services.state.definitions_store import DefinitionStore
 from coremachine.services.state.event_feed import EventFeed, Level
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
     Claim,
+    JobView,
     NewTaskSpec,
     Outcome,
     StagePolicy,
     StageTasks,
 )
+from coremachine.services.state.workers_store import WorkerStore
+from coremachine.shared.domain.jobs import JobTypeDefinition
+from coremachine.shared.domain.names import TASK_ID_PATTERN
 from coremachine.shared.domain.retry import RetryPolicy
+from coremachine.shared.domain.tasks import ProgressReport, WorkerInfo
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
 from coremachine.shared.grpc_errors import map_errors, status_for
+from coremachine.shared.status_codes import job_status_from_proto, task_status_from_proto
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
 
 MAX_WAIT_MS = 30_000
+MAX_LEASE_SECONDS = 86_400
+# Stand-ins for an id or token that cannot exist: an item of a batch that
+# holds one is refused alone (unknown, stale) instead of the whole batch
+# failing on what PostgreSQL cannot parse (a NUL, a malformed UUID).
+_NO_TASK = "-"
+_NO_LEASE = "00000000-0000-0000-0000-000000000000"
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+
+
+def _task_id(value: str) -> str:
+    return value if _TASK_ID.match(value) else _NO_TASK
+
+
+def _lease_token(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return _NO_LEASE
+
+
+def _text(data: bytes, field: str) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{field} is not UTF-8: {exc}", field) from None
 
 
 def _json_or_empty(data: bytes, field: str) -> object:
@@ -44,22 +80,34 @@ def _require(value: str, field: str) -> str:
 
 
 class StateServicer(state_pb2_grpc.StateServiceServicer):
-    def __init__(self, store: StateStore, admin: Admin, feed: EventFeed | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        admin: Admin,
+        feed: EventFeed | None = None,
+        definitions: DefinitionStore | None = None,
+        workers: WorkerStore | None = None,
+    ) -> None:
         self.store = store
         self.admin = admin
         self.feed = feed
+        self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
+        self.workers = workers or WorkerStore(store.pool)
+
+    def _job(self, view: JobView) -> common_pb2.Job:
+        return convert.job_to_proto(view, self.store.outbox.tasks_queue)
 
     @map_errors
     async def CancelJob(self, request, context):
         view, changed = await self.store.cancel_job(
             _require(request.job_id, "job_id"), request.reason or "cancelled by request"
         )
-        return state_pb2.CancelJobResponse(job=convert.job_to_proto(view), changed=changed)
+        return state_pb2.CancelJobResponse(job=self._job(view), changed=changed)
 
     @map_errors
     async def RedriveJob(self, request, context):
         view, requeued = await self.store.redrive_job(_require(request.job_id, "job_id"))
-        return state_pb2.RedriveJobResponse(job=convert.job_to_proto(view), tasks_requeued=requeued)
+        return state_pb2.RedriveJobResponse(job=self._job(view), tasks_requeued=requeued)
 
     @map_errors
     async def ListEvents(self, request, context):
@@ -97,7 +145,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         return state_pb2.ListEventsResponse(
             events=[convert.event_to_proto(e) for e in page.events],
             complete=page.complete,
-            job=convert.job_to_proto(page.job) if page.job is not None else None,
+            job=self._job(page.job) if page.job is not None else None,
         )
 
     @map_errors
@@ -172,23 +220,22 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             if first is not None
             else None,
             default_result=request.default_result,
+            definition=request.definition,
         )
-        return state_pb2.CreateJobResponse(job=convert.job_to_proto(view), created=created)
+        return state_pb2.CreateJobResponse(job=self._job(view), created=created)
 
     @map_errors
     async def GetJob(self, request, context):
         view = await self.store.get_job(_require(request.job_id, "job_id"))
-        return state_pb2.GetJobResponse(job=convert.job_to_proto(view))
+        return state_pb2.GetJobResponse(job=self._job(view))
 
     @map_errors
     async def ListJobs(self, request, context):
-        status = convert.JOB_STATUS_NAME.get(request.status)
+        status = job_status_from_proto(request.status)
         views, token = await self.store.list_jobs(
             status, request.job_type or None, request.limit, request.page_token
         )
-        return state_pb2.ListJobsResponse(
-            jobs=[convert.job_to_proto(v) for v in views], next_page_token=token
-        )
+        return state_pb2.ListJobsResponse(jobs=[self._job(v) for v in views], next_page_token=token)
 
     @map_errors
     async def CreateStageTasks(self, request, context):
@@ -205,21 +252,27 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
     @map_errors
     async def ClaimTasks(self, request, context):
+        if not 0 <= request.lease_seconds <= MAX_LEASE_SECONDS:
+            raise InvalidArgument(f"lease_seconds must be 0..{MAX_LEASE_SECONDS}", "lease_seconds")
         outcomes = await self.store.claim_tasks(
             _require(request.worker_id, "worker_id"),
             request.lease_seconds or 60,
-            [Claim(c.task_id, c.attempt) for c in request.claims],
+            [Claim(_task_id(c.task_id), c.attempt) for c in request.claims],
         )
         return state_pb2.ClaimTasksResponse(
             results=[
                 state_pb2.ClaimResult(
-                    task_id=o.task_id,
+                    task_id=claim.task_id,
                     granted=o.task is not None,
                     lease_token=o.task.lease_token if o.task else "",
                     task=convert.claimed_to_proto(o.task) if o.task else None,
                     reason=o.reason,
+                    queue=o.task.queue if o.task else "",
+                    task_timeout_ms=o.task.task_timeout_ms if o.task else 0,
+                    heartbeat_timeout_ms=o.task.heartbeat_timeout_ms if o.task else 0,
+                    previous_results=o.task.previous_results if o.task else False,
                 )
-                for o in outcomes
+                for claim, o in zip(request.claims, outcomes, strict=True)
             ]
         )
 
@@ -227,10 +280,10 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     async def CompleteTasks(self, request, context):
         outcomes = [
             Outcome(
-                o.task_id,
-                o.lease_token,
+                _task_id(o.task_id),
+                _lease_token(o.lease_token),
                 o.succeeded,
-                o.result_json.decode() if o.result_json else None,
+                _text(o.result_json, "outcomes.result_json") if o.result_json else None,
                 o.error,
                 o.retryable,
             )
@@ -240,25 +293,119 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         return state_pb2.CompleteTasksResponse(
             results=[
                 state_pb2.OutcomeResult(
-                    task_id=r.task_id, accepted=r.accepted, task_status=r.task_status
+                    task_id=o.task_id, accepted=r.accepted, task_status=r.task_status
                 )
-                for r in results
+                for o, r in zip(request.outcomes, results, strict=True)
             ],
             stages_completed=[state_pb2.StageRef(job_id=j, stage=s) for j, s in stages],
         )
 
     @map_errors
     async def RenewLeases(self, request, context):
-        renewed, lost = await self.store.renew_leases(
+        if not 0 <= request.lease_seconds <= MAX_LEASE_SECONDS:
+            raise InvalidArgument(f"lease_seconds must be 0..{MAX_LEASE_SECONDS}", "lease_seconds")
+        renewed, lost, cancelled = await self.store.renew_leases(
             request.lease_seconds or 60,
-            [(lease.task_id, lease.lease_token) for lease in request.leases],
+            [
+                (_task_id(lease.task_id), _lease_token(lease.lease_token))
+                for lease in request.leases
+            ],
         )
-        return state_pb2.RenewLeasesResponse(renewed=renewed, lost=lost)
+        return state_pb2.RenewLeasesResponse(renewed=renewed, lost=lost, cancelled=cancelled)
+
+    @map_errors
+    async def ReportProgress(self, request, context):
+        recorded = await self.store.record_progress(
+            [
+                ProgressReport(
+                    _task_id(r.task_id),
+                    _lease_token(r.lease_token),
+                    r.current,
+                    r.total or None,
+                    r.message[:500],
+                )
+                for r in request.reports
+            ]
+        )
+        return state_pb2.ReportProgressResponse(recorded=recorded)
+
+    @map_errors
+    async def RegisterOrchestrator(self, request, context):
+        definitions = [
+            JobTypeDefinition(
+                _require(d.job_type, "job_types.job_type"),
+                _require(d.fingerprint, "job_types.fingerprint"),
+                _json_or_empty(d.parameters_schema_json, "job_types.parameters_schema_json"),
+                _json_or_empty(d.definition_json, "job_types.definition_json"),
+            )
+            for d in request.job_types
+        ]
+        released = await self.definitions.register_orchestrator(
+            _require(request.orchestrator_id, "orchestrator_id"),
+            request.host,
+            request.version,
+            definitions,
+            max(request.ttl_seconds, 1),
+            request.stopping,
+        )
+        return state_pb2.RegisterOrchestratorResponse(released=released)
+
+    @map_errors
+    async def ParkJobMessage(self, request, context):
+        parked, reason = await self.definitions.park(
+            _require(request.job_id, "job_id"),
+            _require(request.job_type, "job_type"),
+            _require(request.definition, "definition"),
+            _require(request.message_id, "message_id"),
+            request.body,
+        )
+        return state_pb2.ParkJobMessageResponse(parked=parked, reason=reason)
+
+    @map_errors
+    async def RebaseJob(self, request, context):
+        if request.total_stages < 1:
+            raise InvalidArgument("total_stages must be at least 1", "total_stages")
+        _, released = await self.definitions.rebase(
+            _require(request.job_id, "job_id"),
+            _require(request.definition, "definition"),
+            request.total_stages,
+            request.default_result,
+        )
+        view = await self.store.get_job(request.job_id)
+        return state_pb2.RebaseJobResponse(job=self._job(view), released=released)
+
+    @map_errors
+    async def HeartbeatWorker(self, request, context):
+        w = request.worker
+        await self.workers.heartbeat(
+            WorkerInfo(
+                worker_id=_require(w.worker_id, "worker.worker_id"),
+                host=w.host,
+                queues=tuple(w.queues),
+                task_types=tuple(w.task_types),
+                concurrency=w.concurrency,
+                in_flight=w.in_flight,
+                version=w.version,
+                started_at=w.started_at.ToDatetime(tzinfo=dt.UTC)
+                if w.HasField("started_at")
+                else None,
+            ),
+            max(request.ttl_seconds, 1),
+            request.stopping,
+        )
+        return state_pb2.HeartbeatWorkerResponse()
+
+    @map_errors
+    async def ListWorkers(self, request, context):
+        if request.include_gone_seconds < 0:
+            raise InvalidArgument("include_gone_seconds must be >= 0", "include_gone_seconds")
+        workers = await self.workers.list(request.include_gone_seconds)
+        return state_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
 
     @map_errors
     async def ReleaseTasks(self, request, context):
         released = await self.store.release_tasks(
-            [(lease.task_id, lease.lease_token) for lease in request.leases]
+            [(_task_id(lease.task_id), _lease_token(lease.lease_token)) for lease in request.leases]
         )
         return state_pb2.ReleaseTasksResponse(released=released)
 
@@ -268,7 +415,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         try:
             if request.include_job:
                 view = await self.store.get_job(_require(request.job_id, "job_id"))
-                yield state_pb2.GetStageResultsResponse(job=convert.job_to_proto(view))
+                yield state_pb2.GetStageResultsResponse(job=self._job(view))
             chunks = self.store.stage_results(
                 request.job_id, request.stage, check_job=not request.include_job
             )
@@ -280,29 +427,24 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             await context.abort(status_for(exc), str(exc))
 
     @map_errors
-    async def AdvanceStage(self, request, context):
-        advanced = await self.store.advance_stage(_require(request.job_id, "job_id"), request.stage)
-        return state_pb2.AdvanceStageResponse(advanced=advanced)
-
-    @map_errors
     async def CompleteJob(self, request, context):
         result = json.loads(request.result_json) if request.result_json else None
         view, changed = await self.store.complete_job(_require(request.job_id, "job_id"), result)
-        return state_pb2.CompleteJobResponse(job=convert.job_to_proto(view), changed=changed)
+        return state_pb2.CompleteJobResponse(job=self._job(view), changed=changed)
 
     @map_errors
     async def FailJob(self, request, context):
         view, changed = await self.store.fail_job(
             _require(request.job_id, "job_id"), request.error or "failed"
         )
-        return state_pb2.FailJobResponse(job=convert.job_to_proto(view), changed=changed)
+        return state_pb2.FailJobResponse(job=self._job(view), changed=changed)
 
     @map_errors
     async def ListTasks(self, request, context):
         tasks, token = await self.store.list_tasks(
             request.job_id or None,
             request.stage or None,
-            convert.TASK_STATUS_NAME.get(request.status),
+            task_status_from_proto(request.status),
             request.limit,
             request.page_token,
         )
@@ -320,7 +462,17 @@ def _stage_policy(p: state_pb2.StagePolicy) -> StagePolicy:
         )
     except ValueError as exc:
         raise InvalidArgument(str(exc), "policy") from None
-    return StagePolicy(retry, p.max_failed_tasks)
+    for name in ("task_timeout_ms", "heartbeat_timeout_ms"):
+        if getattr(p, name) < 0:
+            raise InvalidArgument(f"policy.{name} must be >= 0", f"policy.{name}")
+    return StagePolicy(
+        retry,
+        p.max_failed_tasks,
+        queue=p.queue or None,
+        task_timeout_ms=p.task_timeout_ms,
+        heartbeat_timeout_ms=p.heartbeat_timeout_ms,
+        previous_results=p.previous_results,
+    )
 
 
 def _task_specs(tasks: Iterable[state_pb2.NewTask]) -> list[NewTaskSpec]:

@@ -29,6 +29,9 @@ class StateSettings(CommonSettings):
     janitor_interval_seconds: float = Field(5.0, gt=0, validation_alias="JANITOR_INTERVAL_SECONDS")
     job_deadline_seconds: float = Field(86400.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     stage_stall_seconds: float = Field(30.0, gt=0, validation_alias="STAGE_STALL_SECONDS")
+    # A queued task of a stage quiet for this long gets its message again if
+    # the broker lost it (see janitor.py).
+    task_resend_seconds: float = Field(60.0, gt=0, validation_alias="TASK_RESEND_SECONDS")
     allow_schema_redeploy: bool = Field(False, validation_alias="STATE_ALLOW_SCHEMA_REDEPLOY")
     # With the PostgreSQL queue in the state database, enqueue messages in the
     # state transaction itself instead of through the outbox table and relay.

@@ -37,6 +37,7 @@ from coremachine.services.state.store_models import (
     StageTasks,
 )
 from coremachine.services.state.task_store import MAX_LIST_LIMIT, TaskStore
+from coremachine.services.state.workers_store import unserved_queue_reason
 from coremachine.shared.domain.ids import task_id_for
 from coremachine.shared.domain.statuses import JobStatus, StageStatus
 from coremachine.shared.errors import Conflict, InvalidArgument, NotFound
@@ -70,6 +71,7 @@ class StateStore(TaskStore):
         metadata: dict[str, Any],
         first_stage: StageTasks | None = None,
         default_result: bool = False,
+        definition: str = "",
     ) -> tuple[JobView, bool]:
         """Creates the job; idempotent on job_id (a resubmit creates nothing).
 
@@ -96,6 +98,7 @@ class StateStore(TaskStore):
                     "metadata": json.dumps(metadata),
                     "default_result": default_result,
                     "processing": first_stage is not None,
+                    "definition": definition,
                 },
             )
             job = await cur.fetchone()
@@ -104,7 +107,10 @@ class StateStore(TaskStore):
                 events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
                 view = JobView(job, [])
                 if first_stage is None:
-                    await self.outbox.write(conn, [self.outbox.stage_ready(job_id, job_type, 1)])
+                    await self.outbox.write(
+                        conn,
+                        [self.outbox.stage_ready(job_id, job_type, 1, definition=definition)],
+                    )
                 else:
                     # The row inserted above is this transaction's: already locked.
                     created = await self._create_stage_tasks_locked(
@@ -126,18 +132,33 @@ class StateStore(TaskStore):
         return view or await self.get_job(job_id), True
 
     async def get_job(self, job_id: str) -> JobView:
-        # Both queries leave before either answer is awaited (pipeline mode:
-        # one round trip; not used for longer transactions, where psycopg's
+        # The queries leave before any answer is awaited (pipeline mode: one
+        # round trip; not used for longer transactions, where psycopg's
         # pipeline polling costs more CPU than the round trips it saves).
         async with self.pool.connection() as conn, conn.pipeline():
             job_cur = conn.cursor(row_factory=class_row(JobRow))
             stage_cur = conn.cursor(row_factory=class_row(StageRow))
+            queues_cur = conn.cursor()
             await job_cur.execute(Q.get_job, {"job_id": job_id})
             await stage_cur.execute(Q.job_stages, {"job_id": job_id})
+            await queues_cur.execute(Q.live_queues)
             job = await job_cur.fetchone()
             if job is None:
                 raise NotFound(f"job {job_id} not found")
-            return JobView(job, await stage_cur.fetchall())
+            stages = await stage_cur.fetchall()
+            live = {row[0] for row in await queues_cur.fetchall()}
+        return JobView(job, stages, self._waiting(job, stages, live))
+
+    def _waiting(self, job: JobRow, stages: list[StageRow], live: set[str]) -> str:
+        """What holds the job: a parked message, or queues without a live worker."""
+        if JobStatus(job.status).is_terminal:
+            return ""
+        pending = [
+            (s.stage, s.queue or self.outbox.tasks_queue)
+            for s in stages
+            if s.status == StageStatus.RUNNING and s.remaining > 0
+        ]
+        return "; ".join(r for r in (job.waiting or "", unserved_queue_reason(pending, live)) if r)
 
     async def list_jobs(
         self, status: str | None, job_type: str | None, limit: int, page_token: str
@@ -167,7 +188,7 @@ class StateStore(TaskStore):
         if len(jobs) == limit:
             last = jobs[-1]
             token = f"{last.created_at.isoformat()}|{last.job_id}"
-        return [JobView(j, stages[j.job_id]) for j in jobs], token
+        return [JobView(j, stages[j.job_id], j.waiting or "") for j in jobs], token
 
     async def complete_job(self, job_id: str, result: Any) -> tuple[JobView, bool]:
         """Stores the final result; only a processing job whose last stage ended."""
@@ -235,14 +256,16 @@ class StateStore(TaskStore):
             reopened: StageRow | None = None
             if stopped is None:
                 # Stopped before the stage was planned: plan it again.
-                messages.append(self.outbox.stage_ready(job_id, job.job_type, stage))
+                messages.append(
+                    self.outbox.stage_ready(job_id, job.job_type, stage, definition=job.definition)
+                )
             else:
                 cur2 = await conn.execute(
                     Q.requeue_stopped_tasks, {"job_id": job_id, "stage": stage}
                 )
                 rows = await cur2.fetchall()
                 requeued = len(rows)
-                messages += [self.outbox.task(t, job_id, tt, a) for t, tt, a in rows]
+                messages += [self.outbox.task(t, job_id, tt, a, queue=q) for t, tt, a, q in rows]
                 await cur.execute(Q.reopen_stage, {"job_id": job_id, "stage": stage})
                 reopened = await cur.fetchone()
                 assert reopened is not None
@@ -349,6 +372,10 @@ class StateStore(TaskStore):
                 "backoff_base_ms": policy.retry.backoff_base_ms,
                 "backoff_max_ms": policy.retry.backoff_max_ms,
                 "max_failed_tasks": policy.max_failed_tasks,
+                "queue": policy.queue or None,
+                "task_timeout_ms": policy.task_timeout_ms,
+                "heartbeat_timeout_ms": policy.heartbeat_timeout_ms,
+                "previous_results": policy.previous_results,
             },
         )
         inserted_stage = await stage_cur.fetchone()
@@ -403,7 +430,7 @@ class StateStore(TaskStore):
             await self.outbox.write(
                 conn,
                 [
-                    self.outbox.task(task_id, job_id, task_type, attempt)
+                    self.outbox.task(task_id, job_id, task_type, attempt, queue=stage_row.queue)
                     for task_id, task_type, attempt in inserted
                 ],
             )
@@ -424,28 +451,24 @@ class StateStore(TaskStore):
             if JobStatus(job.status).is_terminal:
                 return False
             stage_row = await locked_stage(conn, job_id, stage)
-            cur = await conn.execute(
-                "SELECT status::text, count(*) FROM coremachine.tasks"
-                " WHERE job_id = %s AND stage = %s GROUP BY status",
-                (job_id, stage),
-            )
+            cur = await conn.execute(Q.count_stage_tasks, {"job_id": job_id, "stage": stage})
             counts = {status: n for status, n in await cur.fetchall()}
             terminal = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
-            cur = await conn.execute(
-                "UPDATE coremachine.job_stages SET remaining = %s, completed = %s, failed = %s,"
-                " cancelled = %s WHERE job_id = %s AND stage = %s RETURNING *",
-                (
-                    stage_row.task_count - terminal,
-                    counts.get("completed", 0),
-                    counts.get("failed", 0),
-                    counts.get("cancelled", 0),
-                    job_id,
-                    stage,
-                ),
+            stage_cur = conn.cursor(row_factory=class_row(StageRow))
+            await stage_cur.execute(
+                Q.recount_stage,
+                {
+                    "job_id": job_id,
+                    "stage": stage,
+                    "remaining": stage_row.task_count - terminal,
+                    "completed": counts.get("completed", 0),
+                    "failed": counts.get("failed", 0),
+                    "cancelled": counts.get("cancelled", 0),
+                },
             )
-            row = await cur.fetchone()
-            assert row is not None
-            advanced = await evaluate_stage(conn, self.outbox, job, _stage_from(cur, row), None)
+            recounted = await stage_cur.fetchone()
+            assert recounted is not None
+            advanced = await evaluate_stage(conn, self.outbox, job, recounted, None)
         if advanced:
             self._poke_relay()
         return advanced
@@ -474,11 +497,6 @@ class StateStore(TaskStore):
             if len(rows) < RESULTS_CHUNK:
                 return
             after = rows[-1][0]
-
-
-def _stage_from(cur: psycopg.AsyncCursor[Any], row: Any) -> StageRow:
-    names = [c.name for c in cur.description or []]
-    return StageRow(**dict(zip(names, row, strict=True)))
 
 
 def _parse_job_token(token: str) -> tuple[dt.datetime | None, str | None]:

@@ -12,6 +12,8 @@ from coremachine.shared.domain.retry import RetryPolicy
 class JobView:
     job: JobRow
     stages: list[StageRow]
+    # Why the job does not move: a parked message, or queues no live worker consumes.
+    waiting: str = ""
 
 
 @dataclass(slots=True)
@@ -34,6 +36,10 @@ class NewTaskSpec:
 class StagePolicy:
     retry: RetryPolicy
     max_failed_tasks: int = 0  # -1 tolerates every failure
+    queue: str | None = None  # None: the service's TASKS_QUEUE
+    task_timeout_ms: int = 0
+    heartbeat_timeout_ms: int = 0
+    previous_results: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,10 @@ class ClaimedTask:
     attempt: int
     parameters_json: str
     lease_token: str
+    queue: str = ""
+    task_timeout_ms: int = 0
+    heartbeat_timeout_ms: int = 0
+    previous_results: bool = False
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from coremachine.services.state.store_models import (
 )
 from coremachine.shared.domain.retry import backoff_seconds
 from coremachine.shared.domain.statuses import JobStatus, TaskStatus
+from coremachine.shared.domain.tasks import ProgressReport
 from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.pg_json import records, records_with_raw
 
@@ -183,12 +184,15 @@ class TaskStore:
                     error,
                     base_ms,
                     max_ms,
+                    queue,
                 ) in await cur.fetchall():
                     if status == TaskStatus.QUEUED:
                         statuses[task_id] = "retrying"
                         delay = backoff_seconds(attempt - 1, base_ms, max_ms)
                         at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-                        retries.append(self.outbox.task(task_id, job_id, task_type, attempt, at))
+                        retries.append(
+                            self.outbox.task(task_id, job_id, task_type, attempt, at, queue=queue)
+                        )
                         events.append(
                             NewEvent(
                                 job_id,
@@ -256,9 +260,12 @@ class TaskStore:
 
     async def renew_leases(
         self, lease_seconds: int, leases: Sequence[tuple[str, str]]
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str], list[str]]:
+        """(renewed, lost, cancelled): of the lost leases, the tasks that were
+        cancelled (their job cancelled or failed), so the worker can tell
+        their handlers to stop."""
         if not leases:
-            return [], []
+            return [], [], []
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 Q.renew_leases,
@@ -268,7 +275,47 @@ class TaskStore:
                 },
             )
             renewed = {row[0] for row in await cur.fetchall()}
-        return sorted(renewed), sorted(t for t, _ in leases if t not in renewed)
+            lost = sorted(t for t, _ in leases if t not in renewed)
+            cancelled: list[str] = []
+            if lost:
+                cur = await conn.execute(Q.task_states, {"task_ids": lost})
+                cancelled = sorted(
+                    task_id
+                    for task_id, status, _ in await cur.fetchall()
+                    if status == TaskStatus.CANCELLED
+                )
+        return sorted(renewed), lost, cancelled
+
+    async def record_progress(self, reports: Sequence[ProgressReport]) -> int:
+        """Stores the latest progress of running tasks, with a task_progress event each."""
+        if not reports:
+            return 0
+        async with self._transaction() as conn:
+            await lock_jobs_of(conn, [r.task_id for r in reports])
+            cur = await conn.execute(
+                Q.record_progress,
+                {
+                    "reports": records(
+                        {
+                            "task_id": r.task_id,
+                            "token": r.lease_token,
+                            "current": r.current,
+                            "total": r.total,
+                            "message": r.message,
+                        }
+                        for r in reports
+                    )
+                },
+            )
+            recorded = await cur.fetchall()
+            await append_events(
+                conn,
+                [
+                    NewEvent(job_id, "task_progress", stage, task_id, _progress_data(progress))
+                    for task_id, job_id, stage, progress in recorded
+                ],
+            )
+        return len(recorded)
 
     async def release_tasks(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Hands unfinished tasks back (worker shutdown): queued again, same attempt."""
@@ -317,6 +364,10 @@ class TaskStore:
         return tasks, token
 
     # -- internals -------------------------------------------------------------
+
+
+def _progress_data(progress: dict[str, Any]) -> dict[str, Any]:
+    return {k: progress.get(k) for k in ("current", "total", "message")}
 
 
 def _parse_task_token(token: str) -> tuple[str | None, int | None, int | None]:

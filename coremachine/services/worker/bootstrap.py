@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
-import grpc
-
+from coremachine.app import AppError
+from coremachine.app._registry import Registry, load_registry
 from coremachine.services.worker.claim_check import TaskPayloads
 from coremachine.services.worker.consumer import TaskConsumer
-from coremachine.services.worker.registry import HANDLERS, check_handlers
+from coremachine.services.worker.presence import Presence
 from coremachine.services.worker.settings import WorkerSettings
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker
@@ -17,35 +18,53 @@ from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
 from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
-from coremachine.state.v1 import state_pb2_grpc
+from coremachine.shared.state_clients.grpc import GrpcStateClient
+
+
+def coremachine_version() -> str:
+    try:
+        return version("coremachine")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @dataclass
 class WorkerApp:
     server: GrpcServer
     consumer: TaskConsumer
+    presence: Presence
     broker: Broker
-    channel: grpc.aio.Channel
+    state: GrpcStateClient
     blobs: BlobStore
+    registry: Registry
     health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
-        await self.channel.close()
+        await self.state.close()
         await self.blobs.close()
 
 
 async def build(settings: WorkerSettings) -> WorkerApp:
-    check_handlers()  # fail fast: a handler for every task type of the contract
-    channel = open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
-    state = state_pb2_grpc.StateServiceStub(channel)
+    # Fail fast: the apps must import and check (see coremachine.app), and
+    # define at least one handler for this worker to run.
+    registry = load_registry(settings.apps)
+    handlers = registry.handlers()
+    if not handlers:
+        raise AppError(
+            "the loaded apps define no task handler for this worker to run"
+            f" (apps: {', '.join(a.name for a in registry.apps)})"
+        )
+    state = GrpcStateClient(
+        open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
+    )
     broker = await open_broker(settings)
     payloads, blobs = TaskPayloads.from_settings(settings)
     consumer = TaskConsumer(
         broker,
-        settings.tasks_queue,
+        settings.queue_names(),
         state,
-        dict(HANDLERS),
+        handlers,
         worker_id=settings.worker_id,
         concurrency=settings.concurrency,
         receive_batch=settings.receive_batch,
@@ -55,6 +74,18 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         shutdown_grace=settings.shutdown_grace_seconds,
         blobs=blobs,
         payloads=payloads,
+        threads=settings.threads,
+        unknown_task_deliveries=settings.unknown_task_deliveries,
+    )
+    presence = Presence(
+        state,
+        worker_id=settings.worker_id,
+        queues=settings.queue_names(),
+        task_types=list(handlers),
+        concurrency=settings.concurrency,
+        version=coremachine_version(),
+        interval=settings.heartbeat_seconds,
+        in_flight=lambda: len(consumer.in_flight),
     )
     # The worker serves only health and reflection: probes and grpcurl.
     server = GrpcServer(
@@ -65,9 +96,9 @@ async def build(settings: WorkerSettings) -> WorkerApp:
     health = HealthMonitor(
         server,
         {
-            "state": grpc_service_probe(channel),
-            "broker": broker_probe(broker, settings.tasks_queue),
+            "state": grpc_service_probe(state.channel),
+            "broker": broker_probe(broker, settings.queue_names()[0]),
         },
         interval=settings.health_probe_seconds,
     )
-    return WorkerApp(server, consumer, broker, channel, blobs, health)
+    return WorkerApp(server, consumer, presence, broker, state, blobs, registry, health)

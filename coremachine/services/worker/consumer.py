@@ -1,11 +1,16 @@
-"""Consumes the tasks queue: claim in batches, run handlers, report in batches.
+"""Consumes the worker's queues: claim in batches, run handlers, report in batches.
 
-Per received batch: undecodable messages and unknown task types are
-dead-lettered; the rest are claimed in one ClaimTasks call. A refused claim is
-a duplicate or stale delivery (the task moved on): its message is completed
-and nothing runs. Granted tasks run concurrently (up to `concurrency`); their
-outcomes are reported by a completion loop in batches (one CompleteTasks call,
-one broker settlement). Leases and broker locks are renewed by a heartbeat.
+Per received batch, each message on its own: an undecodable message (or one
+whose ids or numbers are out of range) is dead-lettered alone; a task type
+no loaded app defines is handed back for a worker that knows it, and
+dead-lettered after WORKER_UNKNOWN_TASK_DELIVERIES deliveries. The rest are
+claimed in one call; if the state service refuses the batch as invalid, the
+messages are claimed one by one so that only the bad one is dead-lettered. A
+refused claim is a duplicate or stale delivery (the task moved on): its
+message is completed and nothing runs. Granted tasks run concurrently (up to
+`concurrency`); their outcomes are reported by a completion loop in batches.
+Leases and broker locks are renewed by the lease loop (leases.py), which also
+enforces heartbeat timeouts and passes on cancellations.
 
 On shutdown the worker stops receiving, lets running tasks finish within a
 grace period, then releases the rest (state: queued again, same attempt;
@@ -16,43 +21,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import grpc
 from pydantic import ValidationError
 
+from coremachine.app import PermanentError, TaskContext, TaskType
+from coremachine.app._errors import is_retryable
 from coremachine.services.worker.claim_check import TaskPayloads
-from coremachine.services.worker.context import TaskContext
-from coremachine.services.worker.registry import Handler, run_handler
+from coremachine.services.worker.inflight import InFlight
+from coremachine.services.worker.leases import LeaseKeeper
+from coremachine.services.worker.previous_results import PreviousResults
+from coremachine.services.worker.runtime import WorkerRuntime
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
+from coremachine.shared.consuming import receive_or_stop
+from coremachine.shared.domain.tasks import ClaimResult, TaskClaim, TaskLease, TaskOutcome
+from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.logging_setup import log_context
 from coremachine.shared.messages import TaskMessage
-from coremachine.shared.task_errors import is_retryable
-from coremachine.state.v1 import state_pb2, state_pb2_grpc
+from coremachine.shared.state_client import StateClient
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY = 1.0
-
-
-@dataclass(eq=False)
-class InFlight:
-    message: ReceivedMessage
-    task_id: str
-    lease_token: str
-    runner: asyncio.Task[None] | None = None
-    outcome: state_pb2.TaskOutcome | None = field(default=None)
+RECEIVE_BACKOFF_MAX = 10.0
+UNKNOWN_TASK_DELAY_MAX = 30.0
 
 
 class TaskConsumer:
     def __init__(
         self,
         broker: Broker,
-        queue: str,
-        state: state_pb2_grpc.StateServiceStub,
-        handlers: dict[str, Handler],
+        queues: Sequence[str],
+        state: StateClient,
+        handlers: dict[str, TaskType],
         *,
         worker_id: str,
         concurrency: int,
@@ -63,9 +70,11 @@ class TaskConsumer:
         shutdown_grace: float,
         blobs: BlobStore,
         payloads: TaskPayloads,
+        threads: int = 32,
+        unknown_task_deliveries: int = 5,
     ) -> None:
         self.broker = broker
-        self.queue = queue
+        self.queues = list(queues)
         self.state = state
         self.handlers = handlers
         self.worker_id = worker_id
@@ -73,81 +82,101 @@ class TaskConsumer:
         self.receive_batch = receive_batch
         self.completion_batch = completion_batch
         self.lease_seconds = lease_seconds
-        self.heartbeat_interval = max(0.5, min(lease_seconds, lock_seconds) / 3)
         self.shutdown_grace = shutdown_grace
         self.blobs = blobs
         self.payloads = payloads
+        self.unknown_task_deliveries = unknown_task_deliveries
         self.in_flight: set[InFlight] = set()
+        self._by_task: dict[str, InFlight] = {}
         self._outcomes: asyncio.Queue[InFlight] = asyncio.Queue()
         self._slot_free = asyncio.Event()
         self._give_up_reporting_at: float | None = None
+        self.runtime = WorkerRuntime(state, self._lease_of)
+        self.previous = PreviousResults(state, payloads)
+        self.leases = LeaseKeeper(
+            state,
+            broker,
+            self.runtime,
+            lease_seconds=lease_seconds,
+            interval=max(0.5, min(lease_seconds, lock_seconds) / 3),
+            running=self._running,
+            time_out=self._time_out,
+        )
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="task")
+
+    def _lease_of(self, task_id: str) -> str | None:
+        entry = self._by_task.get(task_id)
+        return entry.lease_token if entry is not None and entry.running else None
+
+    def _running(self) -> list[InFlight]:
+        return [e for e in self.in_flight if e.running]
 
     # -- main loop -------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
         done = asyncio.Event()
-        reporter = asyncio.create_task(self._report_loop(done))
-        heartbeat = asyncio.create_task(self._heartbeat_loop(done))
+        helpers = [
+            asyncio.create_task(self._report_loop(done)),
+            asyncio.create_task(self.leases.run(done)),
+            asyncio.create_task(self.runtime.run(done)),
+        ]
         try:
-            while not stopping.is_set():
-                free = self.concurrency - len(self.in_flight)
-                if free <= 0:
-                    self._slot_free.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_free.wait(), 1.0)
-                    continue
-                try:
-                    messages = await self.broker.receive(
-                        self.queue, min(free, self.receive_batch), max_wait=1.0
-                    )
-                except Exception:
-                    log.exception("receiving from %s failed", self.queue)
-                    await asyncio.sleep(RETRY_DELAY)
-                    continue
-                if messages:
-                    await self._dispatch(messages)
+            await asyncio.gather(*(self._receive_loop(q, stopping) for q in self.queues))
         finally:
             await self._drain()
             done.set()
-            await asyncio.gather(reporter, heartbeat, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _receive_loop(self, queue: str, stopping: asyncio.Event) -> None:
+        backoff = RETRY_DELAY
+        while not stopping.is_set():
+            free = self.concurrency - len(self.in_flight)
+            if free <= 0:
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), 1.0)
+                continue
+            try:
+                messages = await receive_or_stop(
+                    self.broker, queue, min(free, self.receive_batch), 1.0, stopping
+                )
+            except Exception:
+                log.exception("receiving from %s failed; retrying in %.1fs", queue, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff)
+                backoff = min(backoff * 2, RECEIVE_BACKOFF_MAX)
+                continue
+            backoff = RETRY_DELAY
+            if messages:
+                try:
+                    await self._dispatch(messages)
+                except Exception:  # every path below settles; belt and braces
+                    log.exception("dispatching a batch of %s failed", queue)
+
+    # -- dispatch: decode, route, claim ----------------------------------------
 
     async def _dispatch(self, messages: list[ReceivedMessage]) -> None:
         runnable: list[tuple[ReceivedMessage, TaskMessage]] = []
         for message in messages:
             try:
                 decoded = TaskMessage.model_validate_json(message.body)
-            except ValidationError as exc:
-                await self._dead_letter(message, "UndecodableBody", str(exc)[:1000])
+            except (ValidationError, ValueError) as exc:
+                await self._dead_letter(message, "UndecodableBody", _short(exc))
                 continue
             if decoded.task_type not in self.handlers:
-                await self._dead_letter(
-                    message, "UnknownTaskType", f"no handler for {decoded.task_type!r}"
-                )
+                await self._unknown_task_type(message, decoded)
                 continue
             runnable.append((message, decoded))
         if not runnable:
             return
-        try:
-            response = await self.state.ClaimTasks(
-                state_pb2.ClaimTasksRequest(
-                    worker_id=self.worker_id,
-                    lease_seconds=self.lease_seconds,
-                    claims=[
-                        state_pb2.TaskClaim(task_id=d.task_id, attempt=d.attempt)
-                        for _, d in runnable
-                    ],
-                )
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("claiming failed (%s); messages will be redelivered", exc.code().name)
-            await self._settle(self.broker.abandon([m for m, _ in runnable], delay=RETRY_DELAY))
-            return
+        results = await self._claim(runnable)
         duplicates = []
-        for (message, decoded), result in zip(runnable, response.results, strict=True):
-            if result.granted:
-                entry = InFlight(message, decoded.task_id, result.lease_token)
-                self.in_flight.add(entry)
-                entry.runner = asyncio.create_task(self._execute(entry, result.task))
+        for (message, decoded), result in zip(runnable, results, strict=True):
+            if result is None:
+                continue  # settled by _claim
+            if result.task is not None:
+                self._start(InFlight(message, result.task))
             elif result.reason == "unknown_task":
                 await self._dead_letter(message, "UnknownTask", f"no task {decoded.task_id}")
             else:
@@ -160,48 +189,154 @@ class TaskConsumer:
                 duplicates.append(message)
         await self._settle(self.broker.complete(duplicates))
 
-    async def _execute(self, entry: InFlight, task) -> None:
-        with log_context(job_id=task.job_id, task_id=task.task_id):
-            ctx = TaskContext(
-                task.task_id,
-                task.job_id,
-                task.job_type,
-                task.stage,
-                task.task_index,
-                task.attempt,
-                self.state,
-                self.blobs,
-                self.payloads,
+    async def _claim(
+        self, runnable: list[tuple[ReceivedMessage, TaskMessage]]
+    ) -> list[ClaimResult | None]:
+        """Claim results in order; None for a message already settled here."""
+        claims = [TaskClaim(d.task_id, d.attempt) for _, d in runnable]
+        try:
+            return list(await self.state.claim_tasks(self.worker_id, self.lease_seconds, claims))
+        except InvalidArgument as exc:
+            if len(runnable) == 1:
+                await self._dead_letter(runnable[0][0], "Rejected", str(exc))
+                return [None]
+            # Some message of the batch holds what the state service refuses:
+            # claim them one by one, so that its batch-mates still run.
+            log.warning("the batch's claim was refused (%s); claiming one by one", exc)
+            results: list[ClaimResult | None] = []
+            for pair in runnable:
+                results += await self._claim([pair])
+            return results
+        except Exception as exc:
+            log.warning("claiming failed (%s); messages will be redelivered", _short(exc))
+            await self._settle(self.broker.abandon([m for m, _ in runnable], delay=RETRY_DELAY))
+            return [None] * len(runnable)
+
+    async def _unknown_task_type(self, message: ReceivedMessage, decoded: TaskMessage) -> None:
+        """Another worker of this queue may run it (a rolling deploy): hand it
+        back a few times, with a growing delay, before dead-lettering it."""
+        if message.delivery_count >= self.unknown_task_deliveries:
+            await self._dead_letter(
+                message,
+                "UnknownTaskType",
+                f"no app loaded by the workers of queue {message.queue!r} defines task type"
+                f" {decoded.task_type!r} (delivered {message.delivery_count} times)",
             )
+            return
+        delay = min(RETRY_DELAY * 2**message.delivery_count, UNKNOWN_TASK_DELAY_MAX)
+        log.warning(
+            "task type %r is not run here; handing %s back (in %.0fs)",
+            decoded.task_type,
+            message.message_id,
+            delay,
+        )
+        await self._settle(self.broker.abandon([message], delay=delay))
+
+    # -- execution -------------------------------------------------------------
+
+    def _start(self, entry: InFlight) -> None:
+        entry.last_heartbeat = asyncio.get_running_loop().time()
+        self.in_flight.add(entry)
+        self._by_task[entry.task_id] = entry
+        entry.runner = asyncio.create_task(self._execute(entry))
+
+    async def _execute(self, entry: InFlight) -> None:
+        task = entry.task
+        with log_context(job_id=task.job_id, task_id=task.task_id):
             try:
-                # Claim check both ways: referenced parameters are fetched before
-                # the handler runs, a large result is stored and reported by reference.
-                params = await self.payloads.load(task.parameters_json) or {}
-                result = await run_handler(self.handlers[task.task_type], params, ctx)
-                outcome = state_pb2.TaskOutcome(
-                    task_id=task.task_id,
-                    lease_token=entry.lease_token,
-                    succeeded=True,
-                    result_json=await self.payloads.store_result(
-                        result, job_id=task.job_id, stage=task.stage, task_index=task.task_index
-                    ),
-                )
+                outcome = await self._attempt(entry)
             except asyncio.CancelledError:
+                if entry.outcome is not None:
+                    return  # timed out by the lease loop, which reported it
                 raise
-            except Exception as exc:
-                retryable = is_retryable(exc)
-                log.warning(
-                    "task failed (attempt %d, retryable=%s): %r", task.attempt, retryable, exc
-                )
-                outcome = state_pb2.TaskOutcome(
-                    task_id=task.task_id,
-                    lease_token=entry.lease_token,
-                    succeeded=False,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retryable=retryable,
-                )
-            entry.outcome = outcome
-            await self._outcomes.put(entry)
+            if entry.outcome is None:
+                self._finish(entry, outcome)
+
+    async def _attempt(self, entry: InFlight) -> TaskOutcome:
+        task = entry.task
+        handler = self.handlers[task.task_type]
+        try:
+            # Claim check both ways: referenced parameters are fetched before
+            # the handler runs, a large result is stored and reported by reference.
+            params = await self.payloads.load(task.parameters_json)
+            if params is None:
+                params = {}
+            if not isinstance(params, dict):
+                raise PermanentError("the task's parameters are not a JSON object")
+            previous = (
+                await self.previous.of(task.job_id, task.stage - 1)
+                if task.previous_results
+                else None
+            )
+            ctx = TaskContext(
+                job_id=task.job_id,
+                task_id=task.task_id,
+                job_type=task.job_type,
+                task_type=task.task_type,
+                stage=task.stage,
+                task_index=task.task_index,
+                attempt=task.attempt,
+                queue=task.queue,
+                blobs=self.blobs,
+                _previous=previous,
+                _runtime=self.runtime,
+                _cancel=entry.cancel,
+            )
+            run = self._invoke(handler, params, ctx)
+            if task.task_timeout_ms:
+                try:
+                    result = await asyncio.wait_for(run, task.task_timeout_ms / 1000)
+                except TimeoutError:
+                    raise TaskTimeout(
+                        f"the task ran longer than its timeout ({task.task_timeout_ms / 1000:g}s)"
+                    ) from None
+            else:
+                result = await run
+            return TaskOutcome(
+                task.task_id,
+                task.lease_token,
+                True,
+                result_json=await self.payloads.store_result(
+                    result, job_id=task.job_id, stage=task.stage, task_index=task.task_index
+                ),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            retryable = is_retryable(exc)
+            log.warning("task failed (attempt %d, retryable=%s): %r", task.attempt, retryable, exc)
+            return TaskOutcome(
+                task.task_id,
+                task.lease_token,
+                False,
+                error=f"{type(exc).__name__}: {exc}",
+                retryable=retryable,
+            )
+
+    async def _invoke(self, handler: TaskType, params: dict[str, Any], ctx: TaskContext) -> Any:
+        """Async handlers run on the loop; plain functions on the worker's threads
+        (they may block), with the log context of the task."""
+        if handler.is_async:
+            return await handler.invoke(params, ctx)
+        call = functools.partial(contextvars.copy_context().run, handler.invoke, params, ctx)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _finish(self, entry: InFlight, outcome: TaskOutcome) -> None:
+        entry.outcome = outcome
+        self._outcomes.put_nowait(entry)
+
+    def _time_out(self, entry: InFlight, reason: str) -> None:
+        """The lease loop gave up on a running task (no heartbeat): report it as
+        a retryable failure now, and stop its handler if it is async."""
+        if entry.outcome is not None:
+            return
+        log.warning("task %s: %s", entry.task_id, reason)
+        self._finish(
+            entry,
+            TaskOutcome(entry.task_id, entry.lease_token, False, error=reason, retryable=True),
+        )
+        if entry.runner is not None and self.handlers[entry.task.task_type].is_async:
+            entry.runner.cancel()
 
     # -- reporting -------------------------------------------------------------
 
@@ -214,16 +349,29 @@ class TaskConsumer:
             batch = [first]
             while len(batch) < self.completion_batch and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
-            await self._report(batch)
+            try:
+                await self._report(batch)
+            except Exception:  # _report retries what can be retried; never lose the loop
+                log.exception("reporting a batch of %d outcomes failed", len(batch))
+                self._release_slots(batch)
 
     async def _report(self, batch: list[InFlight]) -> None:
-        request = state_pb2.CompleteTasksRequest(outcomes=[e.outcome for e in batch if e.outcome])
+        outcomes = [e.outcome for e in batch if e.outcome is not None]
+        final = self.runtime.take_final({e.task_id: e.lease_token for e in batch})
+        if final:
+            try:
+                await self.state.report_progress(final)
+            except Exception as exc:  # informational: the outcome matters more
+                log.warning("reporting the last progress failed: %s", _short(exc))
         delay = 0.2
         while True:
             try:
-                response = await self.state.CompleteTasks(request)
+                acks = await self.state.complete_tasks(outcomes)
                 break
-            except grpc.aio.AioRpcError as exc:
+            except InvalidArgument as exc:
+                await self._report_refused(batch, exc)
+                return
+            except Exception as exc:
                 # The outcome is kept and re-sent: if the state service
                 # committed before failing, the re-send is rejected as stale
                 # (lease token already cleared), so nothing counts twice.
@@ -233,50 +381,47 @@ class TaskConsumer:
                     # Shutting down with the state service gone: the leases
                     # expire and the janitor re-queues these tasks.
                     log.error("state unavailable at shutdown; %d outcomes not reported", len(batch))
-                    for entry in batch:
-                        self.in_flight.discard(entry)
+                    self._release_slots(batch)
                     return
-                log.warning("reporting outcomes failed (%s); retrying", exc.code().name)
+                log.warning("reporting outcomes failed (%s); retrying", _short(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        stale = [r.task_id for r in response.results if not r.accepted]
+        stale = [a.task_id for a in acks if not a.accepted]
         if stale:
             log.info("state rejected stale outcomes for %s", stale[:10])
-        for entry in batch:
-            self.in_flight.discard(entry)
-        self._slot_free.set()
+        self._release_slots(batch)
         await self._settle(self.broker.complete([e.message for e in batch]))
 
-    # -- heartbeat -------------------------------------------------------------
+    async def _report_refused(self, batch: list[InFlight], exc: InvalidArgument) -> None:
+        """An outcome the state service refuses (e.g. a result PostgreSQL
+        cannot store): report the others, and that task as failed for good."""
+        if len(batch) > 1:
+            for entry in batch:
+                await self._report([entry])
+            return
+        [entry] = batch
+        assert entry.outcome is not None
+        if entry.outcome.succeeded:
+            entry.outcome = TaskOutcome(
+                entry.task_id,
+                entry.lease_token,
+                False,
+                error=f"the task's result was refused: {exc}",
+                retryable=False,
+            )
+            await self._report([entry])
+            return
+        log.error("the state service refused the outcome of %s: %s", entry.task_id, exc)
+        self._release_slots(batch)
+        await self._settle(self.broker.complete([entry.message]))
 
-    async def _heartbeat_loop(self, done: asyncio.Event) -> None:
-        while not done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), self.heartbeat_interval)
-            running = [e for e in self.in_flight if e.outcome is None]
-            if not running:
-                continue
-            try:
-                response = await self.state.RenewLeases(
-                    state_pb2.RenewLeasesRequest(
-                        lease_seconds=self.lease_seconds,
-                        leases=[
-                            state_pb2.TaskLease(task_id=e.task_id, lease_token=e.lease_token)
-                            for e in running
-                        ],
-                    )
-                )
-                if response.lost:
-                    log.warning("leases lost for %s", list(response.lost)[:10])
-            except grpc.aio.AioRpcError as exc:
-                log.warning("renewing leases failed: %s", exc.code().name)
-            try:
-                renewed = await self.broker.renew_locks([e.message for e in running])
-                by_token = {m.lock_token: m for m in renewed}
-                for e in running:
-                    e.message = by_token.get(e.message.lock_token, e.message)
-            except Exception:
-                log.exception("renewing message locks failed")
+    def _release_slots(self, batch: list[InFlight]) -> None:
+        for entry in batch:
+            self.runtime.forget(entry.task_id)
+            self.in_flight.discard(entry)
+            if self._by_task.get(entry.task_id) is entry:
+                del self._by_task[entry.task_id]
+        self._slot_free.set()
 
     # -- shutdown --------------------------------------------------------------
 
@@ -292,14 +437,9 @@ class TaskConsumer:
                 e.runner.cancel()
         if not unfinished:
             return
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await self.state.ReleaseTasks(
-                state_pb2.ReleaseTasksRequest(
-                    leases=[
-                        state_pb2.TaskLease(task_id=e.task_id, lease_token=e.lease_token)
-                        for e in unfinished
-                    ]
-                )
+        with contextlib.suppress(Exception):
+            await self.state.release_tasks(
+                [TaskLease(e.task_id, e.lease_token) for e in unfinished]
             )
         await self._settle(self.broker.abandon([e.message for e in unfinished]))
         log.info("released %d unfinished tasks", len(unfinished))
@@ -317,3 +457,11 @@ class TaskConsumer:
             log.warning("settling failed, lock lost: %s", exc)
         except Exception:
             log.exception("settling messages failed")
+
+
+class TaskTimeout(Exception):
+    """An attempt ran past its stage's timeout (retryable)."""
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -372,6 +372,16 @@ class PostgresBroker:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
+        if not message_ids:
+            return set()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _Q.present_messages, {"queue": queue, "message_ids": list(message_ids)}
+            )
+            present = {row[0] for row in await cur.fetchall()}
+        return set(message_ids) - present
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(_Q.list_dead_letters, {"queue": queue, "limit": limit})

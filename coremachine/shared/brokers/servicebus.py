@@ -228,6 +228,11 @@ class ServiceBusBroker:
         runtime = await self._admin_client().get_queue_runtime_properties(queue)
         return runtime.dead_letter_message_count or 0
 
+    async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
+        # Service Bus cannot look a message up by id: the janitor falls back to
+        # re-sending after the duplicate-detection window (see janitor.py).
+        return None
+
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Peeks the `$deadletterqueue` sub-queue, oldest first, without locking anything."""
         found: list[DeadLetter] = []

@@ -1,4 +1,7 @@
+import datetime
+
 from coremachine.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage", "default_result")
+    __slots__ = ("job_id", "job_type", "parameters_json", "total_stages", "metadata_json", "first_stage", "default_result", "definition")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +19,7 @@ class CreateJobRequest(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_RESULT_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_type: str
     parameters_json: bytes
@@ -23,7 +27,8 @@ class CreateJobRequest(_message.Message):
     metadata_json: bytes
     first_stage: StageTasks
     default_result: bool
-    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ..., default_result: _Optional[bool] = ...) -> None: ...
+    definition: str
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., total_stages: _Optional[int] = ..., metadata_json: _Optional[bytes] = ..., first_stage: _Optional[_Union[StageTasks, _Mapping]] = ..., default_result: _Optional[bool] = ..., definition: _Optional[str] = ...) -> None: ...
 
 class StageTasks(_message.Message):
     __slots__ = ("total_tasks", "tasks", "policy")
@@ -76,16 +81,24 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StagePolicy(_message.Message):
-    __slots__ = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "max_failed_tasks")
+    __slots__ = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "max_failed_tasks", "queue", "task_timeout_ms", "heartbeat_timeout_ms", "previous_results")
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_BASE_MS_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_MAX_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESULTS_FIELD_NUMBER: _ClassVar[int]
     max_attempts: int
     backoff_base_ms: int
     backoff_max_ms: int
     max_failed_tasks: int
-    def __init__(self, max_attempts: _Optional[int] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., max_failed_tasks: _Optional[int] = ...) -> None: ...
+    queue: str
+    task_timeout_ms: int
+    heartbeat_timeout_ms: int
+    previous_results: bool
+    def __init__(self, max_attempts: _Optional[int] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., max_failed_tasks: _Optional[int] = ..., queue: _Optional[str] = ..., task_timeout_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., previous_results: _Optional[bool] = ...) -> None: ...
 
 class NewTask(_message.Message):
     __slots__ = ("task_index", "task_type", "parameters_json")
@@ -138,18 +151,26 @@ class ClaimTasksRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., claims: _Optional[_Iterable[_Union[TaskClaim, _Mapping]]] = ...) -> None: ...
 
 class ClaimResult(_message.Message):
-    __slots__ = ("task_id", "granted", "lease_token", "task", "reason")
+    __slots__ = ("task_id", "granted", "lease_token", "task", "reason", "queue", "task_timeout_ms", "heartbeat_timeout_ms", "previous_results")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESULTS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     granted: bool
     lease_token: str
     task: _common_pb2.Task
     reason: str
-    def __init__(self, task_id: _Optional[str] = ..., granted: _Optional[bool] = ..., lease_token: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    queue: str
+    task_timeout_ms: int
+    heartbeat_timeout_ms: int
+    previous_results: bool
+    def __init__(self, task_id: _Optional[str] = ..., granted: _Optional[bool] = ..., lease_token: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., reason: _Optional[str] = ..., queue: _Optional[str] = ..., task_timeout_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., previous_results: _Optional[bool] = ...) -> None: ...
 
 class ClaimTasksResponse(_message.Message):
     __slots__ = ("results",)
@@ -222,12 +243,14 @@ class RenewLeasesRequest(_message.Message):
     def __init__(self, lease_seconds: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ...) -> None: ...
 
 class RenewLeasesResponse(_message.Message):
-    __slots__ = ("renewed", "lost")
+    __slots__ = ("renewed", "lost", "cancelled")
     RENEWED_FIELD_NUMBER: _ClassVar[int]
     LOST_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     renewed: _containers.RepeatedScalarFieldContainer[str]
     lost: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, renewed: _Optional[_Iterable[str]] = ..., lost: _Optional[_Iterable[str]] = ...) -> None: ...
+    cancelled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, renewed: _Optional[_Iterable[str]] = ..., lost: _Optional[_Iterable[str]] = ..., cancelled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReleaseTasksRequest(_message.Message):
     __slots__ = ("leases",)
@@ -273,19 +296,31 @@ class GetStageResultsResponse(_message.Message):
     job: _common_pb2.Job
     def __init__(self, results: _Optional[_Iterable[_Union[StageTaskResult, _Mapping]]] = ..., job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
 
-class AdvanceStageRequest(_message.Message):
-    __slots__ = ("job_id", "stage")
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    STAGE_FIELD_NUMBER: _ClassVar[int]
-    job_id: str
-    stage: int
-    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ...) -> None: ...
+class TaskProgress(_message.Message):
+    __slots__ = ("task_id", "lease_token", "current", "total", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: str
+    current: float
+    total: float
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., current: _Optional[float] = ..., total: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
-class AdvanceStageResponse(_message.Message):
-    __slots__ = ("advanced",)
-    ADVANCED_FIELD_NUMBER: _ClassVar[int]
-    advanced: bool
-    def __init__(self, advanced: _Optional[bool] = ...) -> None: ...
+class ReportProgressRequest(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[TaskProgress]
+    def __init__(self, reports: _Optional[_Iterable[_Union[TaskProgress, _Mapping]]] = ...) -> None: ...
+
+class ReportProgressResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...
 
 class CompleteJobRequest(_message.Message):
     __slots__ = ("job_id", "result_json")
@@ -534,3 +569,131 @@ class RedeploySchemaResponse(_message.Message):
     MIGRATIONS_APPLIED_FIELD_NUMBER: _ClassVar[int]
     migrations_applied: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, migrations_applied: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class JobTypeDefinition(_message.Message):
+    __slots__ = ("job_type", "fingerprint", "parameters_schema_json", "definition_json")
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_type: str
+    fingerprint: str
+    parameters_schema_json: bytes
+    definition_json: bytes
+    def __init__(self, job_type: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parameters_schema_json: _Optional[bytes] = ..., definition_json: _Optional[bytes] = ...) -> None: ...
+
+class RegisterOrchestratorRequest(_message.Message):
+    __slots__ = ("orchestrator_id", "host", "version", "job_types", "ttl_seconds", "stopping")
+    ORCHESTRATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPES_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
+    orchestrator_id: str
+    host: str
+    version: str
+    job_types: _containers.RepeatedCompositeFieldContainer[JobTypeDefinition]
+    ttl_seconds: int
+    stopping: bool
+    def __init__(self, orchestrator_id: _Optional[str] = ..., host: _Optional[str] = ..., version: _Optional[str] = ..., job_types: _Optional[_Iterable[_Union[JobTypeDefinition, _Mapping]]] = ..., ttl_seconds: _Optional[int] = ..., stopping: _Optional[bool] = ...) -> None: ...
+
+class RegisterOrchestratorResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: int
+    def __init__(self, released: _Optional[int] = ...) -> None: ...
+
+class ParkJobMessageRequest(_message.Message):
+    __slots__ = ("job_id", "job_type", "definition", "message_id", "body", "orchestrator_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ORCHESTRATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job_type: str
+    definition: str
+    message_id: str
+    body: bytes
+    orchestrator_id: str
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., definition: _Optional[str] = ..., message_id: _Optional[str] = ..., body: _Optional[bytes] = ..., orchestrator_id: _Optional[str] = ...) -> None: ...
+
+class ParkJobMessageResponse(_message.Message):
+    __slots__ = ("parked", "reason")
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    parked: bool
+    reason: str
+    def __init__(self, parked: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RebaseJobRequest(_message.Message):
+    __slots__ = ("job_id", "definition", "total_stages", "default_result")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STAGES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_RESULT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    definition: str
+    total_stages: int
+    default_result: bool
+    def __init__(self, job_id: _Optional[str] = ..., definition: _Optional[str] = ..., total_stages: _Optional[int] = ..., default_result: _Optional[bool] = ...) -> None: ...
+
+class RebaseJobResponse(_message.Message):
+    __slots__ = ("job", "released")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    released: int
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ..., released: _Optional[int] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("worker_id", "host", "queues", "task_types", "concurrency", "in_flight", "version", "started_at", "last_seen_at", "state")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    host: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    task_types: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: int
+    in_flight: int
+    version: str
+    started_at: _timestamp_pb2.Timestamp
+    last_seen_at: _timestamp_pb2.Timestamp
+    state: str
+    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., task_types: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., in_flight: _Optional[int] = ..., version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+
+class HeartbeatWorkerRequest(_message.Message):
+    __slots__ = ("worker", "ttl_seconds", "stopping")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
+    worker: WorkerInfo
+    ttl_seconds: int
+    stopping: bool
+    def __init__(self, worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., ttl_seconds: _Optional[int] = ..., stopping: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatWorkerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("include_gone_seconds",)
+    INCLUDE_GONE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    include_gone_seconds: int
+    def __init__(self, include_gone_seconds: _Optional[int] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...

@@ -82,10 +82,10 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStageResultsRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStageResultsResponse.FromString,
                 _registered_method=True)
-        self.AdvanceStage = channel.unary_unary(
-                '/coremachine.state.v1.StateService/AdvanceStage',
-                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageRequest.SerializeToString,
-                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageResponse.FromString,
+        self.ReportProgress = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ReportProgress',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressResponse.FromString,
                 _registered_method=True)
         self.CompleteJob = channel.unary_unary(
                 '/coremachine.state.v1.StateService/CompleteJob',
@@ -146,6 +146,31 @@ class StateServiceStub:
                 '/coremachine.state.v1.StateService/RedeploySchema',
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.FromString,
+                _registered_method=True)
+        self.RegisterOrchestrator = channel.unary_unary(
+                '/coremachine.state.v1.StateService/RegisterOrchestrator',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorResponse.FromString,
+                _registered_method=True)
+        self.ParkJobMessage = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ParkJobMessage',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageResponse.FromString,
+                _registered_method=True)
+        self.RebaseJob = channel.unary_unary(
+                '/coremachine.state.v1.StateService/RebaseJob',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobResponse.FromString,
+                _registered_method=True)
+        self.HeartbeatWorker = channel.unary_unary(
+                '/coremachine.state.v1.StateService/HeartbeatWorker',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListWorkers',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
 
 
@@ -218,8 +243,8 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AdvanceStage(self, request, context):
-        """Re-evaluates a stage whose tasks are all terminal; advances it at most once.
+    def ReportProgress(self, request, context):
+        """Records the progress running tasks report (latest per task wins).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -309,6 +334,44 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterOrchestrator(self, request, context):
+        """An orchestrator says which job type definitions it serves (at start-up,
+        then as a heartbeat); jobs parked for one of them are released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ParkJobMessage(self, request, context):
+        """A jobs-queue message for a definition the receiving orchestrator does
+        not serve: sent on to one that does, or parked until one registers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebaseJob(self, request, context):
+        """Moves a job onto another definition of its type (an operator's choice
+        when no orchestrator serves the one it started with).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeartbeatWorker(self, request, context):
+        """A worker says it is alive: its pool (queues), task types and load.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """The workers that heartbeated recently (and those lost not long ago).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,10 +420,10 @@ def add_StateServiceServicer_to_server(servicer, server):
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStageResultsRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.GetStageResultsResponse.SerializeToString,
             ),
-            'AdvanceStage': grpc.unary_unary_rpc_method_handler(
-                    servicer.AdvanceStage,
-                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageRequest.FromString,
-                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageResponse.SerializeToString,
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressResponse.SerializeToString,
             ),
             'CompleteJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteJob,
@@ -421,6 +484,31 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.RedeploySchema,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.SerializeToString,
+            ),
+            'RegisterOrchestrator': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterOrchestrator,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorResponse.SerializeToString,
+            ),
+            'ParkJobMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ParkJobMessage,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageResponse.SerializeToString,
+            ),
+            'RebaseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebaseJob,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobResponse.SerializeToString,
+            ),
+            'HeartbeatWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatWorker,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -680,7 +768,7 @@ class StateService:
             _registered_method=True)
 
     @staticmethod
-    def AdvanceStage(request,
+    def ReportProgress(request,
             target,
             options=(),
             channel_credentials=None,
@@ -693,9 +781,9 @@ class StateService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/coremachine.state.v1.StateService/AdvanceStage',
-            coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageRequest.SerializeToString,
-            coremachine_dot_state_dot_v1_dot_state__pb2.AdvanceStageResponse.FromString,
+            '/coremachine.state.v1.StateService/ReportProgress',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ReportProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1020,6 +1108,141 @@ class StateService:
             '/coremachine.state.v1.StateService/RedeploySchema',
             coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.RedeploySchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterOrchestrator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/RegisterOrchestrator',
+            coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.RegisterOrchestratorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ParkJobMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ParkJobMessage',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ParkJobMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebaseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/RebaseJob',
+            coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.RebaseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/HeartbeatWorker',
+            coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.HeartbeatWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListWorkers',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,7 +116,7 @@ def cancel(client: Client, args: argparse.Namespace, io: Io) -> int:
 
 
 def resubmit(client: Client, args: argparse.Namespace, io: Io) -> int:
-    job = client.resubmit(args.job_id)
+    job = client.resubmit(args.job_id, current_definition=args.current_definition)
     return _finish(client, job, args, io, "resubmitted")
 
 

@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     resubmit = command("resubmit", "re-run a failed or cancelled job's failed tasks")
     resubmit.add_argument("job_id")
+    resubmit.add_argument(
+        "--current-definition",
+        action="store_true",
+        help="first move the job onto its type's current definition (a job waiting for an"
+        " orchestrator of the definition it started with)",
+    )
     _wait_options(resubmit)
 
     command("types", "list the job types and their parameters")

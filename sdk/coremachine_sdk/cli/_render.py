@@ -80,11 +80,14 @@ def print_job(console: Console, job: Job) -> None:
     if job.parameters:
         console.print(f"parameters: {_compact(job.parameters, 200)}", markup=False)
     if job.stages:
-        table = Table("stage", "status", "tasks", "completed", "failed", "cancelled", "remaining")
+        table = Table(
+            "stage", "status", "queue", "tasks", "completed", "failed", "cancelled", "remaining"
+        )
         for s in job.stages:
             table.add_row(
                 str(s.stage),
                 _status(s.status),
+                s.queue,
                 str(s.task_count),
                 str(s.completed),
                 str(s.failed),
@@ -92,6 +95,8 @@ def print_job(console: Console, job: Job) -> None:
                 str(s.remaining),
             )
         console.print(table)
+    if job.waiting:
+        console.print(f"[yellow]waiting:[/yellow] {job.waiting}", highlight=False)
     if job.error:
         console.print(f"[red]error:[/red] {job.error}")
     if job.result is not None:

@@ -84,6 +84,12 @@ SELECT count(*) FROM broker.messages WHERE queue = %(queue)s AND NOT dead_letter
 -- name: dead_letter_count
 SELECT count(*) FROM broker.messages WHERE queue = %(queue)s AND dead_lettered;
 
+-- name: present_messages
+-- Which of these message ids the queue holds (live or dead-lettered): the
+-- janitor re-sends a queued task's message only when it is gone.
+SELECT message_id FROM broker.messages
+WHERE queue = %(queue)s AND message_id = ANY(%(message_ids)s::text[]);
+
 -- name: list_dead_letters
 SELECT seq, message_id, body, properties, delivery_count, dead_letter_reason,
        dead_letter_description, enqueued_at, dead_lettered_at

@@ -1,0 +1,1 @@
+"""State-client adapters (the port is `shared.state_client`)."""

@@ -1,0 +1,231 @@
+"""Protobuf of the state service's API <-> domain objects, on the client side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from coremachine.common.v1 import common_pb2
+from coremachine.shared.domain.jobs import Job, JobTypeDefinition, NewJob, StagePlan, StageProgress
+from coremachine.shared.domain.statuses import StageStatus, TaskStatus
+from coremachine.shared.domain.tasks import (
+    ClaimedTask,
+    ClaimResult,
+    StageResult,
+    WorkerInfo,
+)
+from coremachine.shared.status_codes import (
+    job_status_from_proto,
+    job_status_to_proto,
+    task_status_from_proto,
+)
+from coremachine.state.v1 import state_pb2
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data) if data else None
+
+
+def _time(ts: Timestamp, present: bool) -> dt.datetime | None:
+    return ts.ToDatetime(tzinfo=dt.UTC) if present else None
+
+
+def stage_from_proto(stage: common_pb2.StageProgress) -> StageProgress:
+    return StageProgress(
+        stage=stage.stage,
+        status=StageStatus(stage.status),
+        task_count=stage.task_count,
+        completed=stage.completed,
+        failed=stage.failed,
+        cancelled=stage.cancelled,
+        remaining=stage.remaining,
+        queue=stage.queue,
+        last_progress=_loads(stage.last_progress_json),
+    )
+
+
+def job_from_proto(job: common_pb2.Job) -> Job:
+    status = job_status_from_proto(job.status)
+    assert status is not None, "the state service always sets a job's status"
+    return Job(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        status=status,
+        stage=job.stage,
+        total_stages=job.total_stages,
+        parameters=_loads(job.parameters_json) or {},
+        result=_loads(job.result_json),
+        error=job.error,
+        stages=tuple(stage_from_proto(s) for s in job.stages),
+        stage_summaries=_loads(job.stage_results_json) or {},
+        definition=job.definition,
+        waiting=job.waiting,
+        created_at=_time(job.created_at, job.HasField("created_at")),
+        updated_at=_time(job.updated_at, job.HasField("updated_at")),
+        completed_at=_time(job.completed_at, job.HasField("completed_at")),
+    )
+
+
+def policy_to_proto(plan: StagePlan) -> state_pb2.StagePolicy:
+    policy = plan.policy
+    return state_pb2.StagePolicy(
+        max_attempts=policy.retry.max_attempts,
+        backoff_base_ms=policy.retry.backoff_base_ms,
+        backoff_max_ms=policy.retry.backoff_max_ms,
+        max_failed_tasks=policy.max_failed_tasks,
+        queue=policy.queue,
+        task_timeout_ms=policy.task_timeout_ms,
+        heartbeat_timeout_ms=policy.heartbeat_timeout_ms,
+        previous_results=policy.previous_results,
+    )
+
+
+def stage_tasks_to_proto(plan: StagePlan) -> state_pb2.StageTasks:
+    return state_pb2.StageTasks(
+        total_tasks=plan.total_tasks,
+        tasks=new_tasks_to_proto(plan),
+        policy=policy_to_proto(plan),
+    )
+
+
+def new_tasks_to_proto(plan: StagePlan) -> list[state_pb2.NewTask]:
+    return [
+        state_pb2.NewTask(
+            task_index=t.task_index, task_type=t.task_type, parameters_json=t.parameters_json
+        )
+        for t in plan.tasks
+    ]
+
+
+def new_job_to_proto(job: NewJob) -> state_pb2.CreateJobRequest:
+    return state_pb2.CreateJobRequest(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        parameters_json=job.parameters_json,
+        total_stages=job.total_stages,
+        metadata_json=json.dumps({"description": job.description}).encode(),
+        first_stage=stage_tasks_to_proto(job.first_stage) if job.first_stage else None,
+        default_result=job.default_result,
+        definition=job.definition,
+    )
+
+
+def claim_from_proto(result: state_pb2.ClaimResult) -> ClaimResult:
+    if not result.granted:
+        return ClaimResult(result.task_id, None, result.reason)
+    task = result.task
+    return ClaimResult(
+        result.task_id,
+        ClaimedTask(
+            task_id=task.task_id,
+            job_id=task.job_id,
+            job_type=task.job_type,
+            task_type=task.task_type,
+            stage=task.stage,
+            task_index=task.task_index,
+            attempt=task.attempt,
+            parameters_json=task.parameters_json,
+            lease_token=result.lease_token,
+            queue=result.queue,
+            task_timeout_ms=result.task_timeout_ms,
+            heartbeat_timeout_ms=result.heartbeat_timeout_ms,
+            previous_results=result.previous_results,
+        ),
+    )
+
+
+def stage_result_from_proto(result: state_pb2.StageTaskResult) -> StageResult:
+    return StageResult(
+        task_index=result.task_index,
+        task_id=result.task_id,
+        status=task_status_from_proto(result.status) or TaskStatus.QUEUED,
+        result_json=result.result_json,
+        error=result.error,
+    )
+
+
+def definition_to_proto(definition: JobTypeDefinition) -> state_pb2.JobTypeDefinition:
+    return state_pb2.JobTypeDefinition(
+        job_type=definition.job_type,
+        fingerprint=definition.fingerprint,
+        parameters_schema_json=json.dumps(definition.parameters_schema).encode(),
+        definition_json=json.dumps(definition.definition).encode(),
+    )
+
+
+def _timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def worker_to_proto(worker: WorkerInfo) -> state_pb2.WorkerInfo:
+    return state_pb2.WorkerInfo(
+        worker_id=worker.worker_id,
+        host=worker.host,
+        queues=list(worker.queues),
+        task_types=list(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        version=worker.version,
+        started_at=_timestamp(worker.started_at),
+        state=worker.state,
+    )
+
+
+def worker_from_proto(worker: state_pb2.WorkerInfo) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=worker.worker_id,
+        host=worker.host,
+        queues=tuple(worker.queues),
+        task_types=tuple(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        version=worker.version,
+        started_at=_time(worker.started_at, worker.HasField("started_at")),
+        last_seen_at=_time(worker.last_seen_at, worker.HasField("last_seen_at")),
+        state=worker.state,
+    )
+
+
+def _json(value: Any) -> bytes:
+    return b"" if value is None else json.dumps(value).encode()
+
+
+def job_to_proto(job: Job) -> common_pb2.Job:
+    """A domain job as the internal API carries it (the orchestrator's replies)."""
+    return common_pb2.Job(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        status=job_status_to_proto(job.status),
+        stage=job.stage,
+        total_stages=job.total_stages,
+        parameters_json=_json(job.parameters),
+        result_json=_json(job.result),
+        error=job.error,
+        created_at=_timestamp(job.created_at),
+        updated_at=_timestamp(job.updated_at),
+        completed_at=_timestamp(job.completed_at),
+        stages=[
+            common_pb2.StageProgress(
+                stage=s.stage,
+                status=s.status.value,
+                task_count=s.task_count,
+                completed=s.completed,
+                failed=s.failed,
+                cancelled=s.cancelled,
+                remaining=s.remaining,
+                queue=s.queue,
+                last_progress_json=_json(s.last_progress),
+            )
+            for s in job.stages
+        ],
+        stage_results_json=_json(job.stage_summaries),
+        definition=job.definition,
+        waiting=job.waiting,
+    )
