@@ -25,6 +25,7 @@ import psycopg_pool
 from coremachine.shared.errors import (
     Conflict,
     CoreMachineError,
+    Internal,
     InvalidArgument,
     NotFound,
     Overloaded,
@@ -80,6 +81,9 @@ def _pg_detail(exc: psycopg.Error) -> str:
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The status a servicer answers for an exception, or None for a bug (INTERNAL)."""
+    if isinstance(exc, Internal):
+        # A dependency failed without saying why: not this caller's doing.
+        return grpc.StatusCode.INTERNAL, str(exc)
     if isinstance(exc, CoreMachineError):
         return _TO_CODE.get(type(exc), grpc.StatusCode.UNKNOWN), str(exc)
     if isinstance(exc, grpc.aio.AioRpcError):
