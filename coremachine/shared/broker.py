@@ -69,6 +69,17 @@ class DeadLetter:
     dead_lettered_at: dt.datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A queue at a glance, for metrics: its size and how long its oldest message waits."""
+
+    depth: int  # active messages (as queue_depth)
+    dead_letters: int  # as dead_letter_count
+    # Enqueue time of the oldest message ready to be delivered now (None: none
+    # waits). Service Bus: of the oldest active message, whatever its state.
+    oldest_enqueued_at: dt.datetime | None
+
+
 class LockLostError(Exception):
     """Settling a message whose lock expired or was taken by another delivery."""
 
@@ -108,6 +119,9 @@ class Broker(Protocol):
     async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
         """Which of these ids the queue holds no message for (live or dead-lettered),
         or None when the broker cannot tell (Service Bus has no look-up by id)."""
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        """Depth, dead letters and the oldest waiting message, in as few calls as it can."""
 
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Dead-lettered messages of a queue, oldest first."""

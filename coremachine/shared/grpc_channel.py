@@ -19,6 +19,7 @@ not a retry loop per call site):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -84,14 +85,24 @@ _CLIENT_OPTIONS = [
 ]
 
 
-def open_channel(address: str, *, tls: TlsConfig | None = None) -> grpc.aio.Channel:
+def open_channel(
+    address: str,
+    *,
+    tls: TlsConfig | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
     """A channel to another CoreMachine service: TLS (mTLS with a client cert) when `tls` is set.
 
     `address` is a gRPC target: `host:port`, `dns:///name:port`, or a list
-    of replicas such as `ipv4:10.0.0.1:50061,10.0.0.2:50061`.
+    of replicas such as `ipv4:10.0.0.1:50061,10.0.0.2:50061`. Interceptors:
+    trace context propagation (shared/telemetry.py), when tracing is on.
     """
+    chain = list(interceptors) or None
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
+        return grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS, interceptors=chain)
     return grpc.aio.secure_channel(
-        address, tls.channel_credentials(), options=[*_CLIENT_OPTIONS, *tls.channel_options()]
+        address,
+        tls.channel_credentials(),
+        options=[*_CLIENT_OPTIONS, *tls.channel_options()],
+        interceptors=chain,
     )

@@ -112,6 +112,7 @@ class GrpcServer:
         max_concurrent_rpcs: int | None = None,
         refuse_while: Sequence[str] = (),
         max_connection_age: float | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.tls = tls
         # component -> why it is not fine; empty = SERVING.
@@ -124,10 +125,15 @@ class GrpcServer:
                 ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(max_connection_age * 1000)),
             ]
+        # Interceptors: metrics and tracing (shared/telemetry.py), then the
+        # refusal while a dependency is down (so that refusals are counted).
+        chain = list(interceptors)
+        if refuse_while:
+            chain.append(_RefuseWhileDown(self.problems, refuse_while))
         self.server = grpc.aio.server(
             options=options,
             maximum_concurrent_rpcs=max_concurrent_rpcs,
-            interceptors=[_RefuseWhileDown(self.problems, refuse_while)] if refuse_while else None,
+            interceptors=chain or None,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

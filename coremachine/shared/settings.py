@@ -25,6 +25,8 @@ class CommonSettings(BaseSettings):
     secrets_dir: str | None = Field(None, validation_alias="SECRETS_DIR")
     key_vault_url: str | None = Field(None, validation_alias="KEY_VAULT_URL")
     log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
+    # Where /metrics (Prometheus) listens; each service has its own port setting.
+    metrics_host: str = Field("0.0.0.0", validation_alias="METRICS_HOST")
 
     broker: Literal["postgres", "servicebus"] = Field("postgres", validation_alias="BROKER")
     broker_database_url: str | None = Field(None, validation_alias="BROKER_DATABASE_URL")

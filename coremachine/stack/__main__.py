@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             f"[green]stack up[/green]: {gateways} (OpenAPI {stack.http_url}/docs);"
             f" logs in {stack.log_dir}"
         )
+        console.print(
+            "metrics: " + ", ".join(f"{name} {stack.metrics_url(name)}" for name in stack.processes)
+        )
         if args.command == "run":
             return run_demo(stack, args.n)
         # Printed to stdout (the rest goes to stderr) so scripts can capture it.

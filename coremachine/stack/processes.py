@@ -99,14 +99,28 @@ class Ports:
     worker: int = 50063
     gateway_grpc: int = 50051
     gateway_http: int = 8080
+    # Prometheus /metrics of each service (replicas: the same step apart).
+    state_metrics: int = 9461
+    orchestrator_metrics: int = 9462
+    worker_metrics: int = 9463
+    gateway_metrics: int = 9460
     step: int = 100
     free_for_replicas: bool = False
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(
-            free_port(), free_port(), free_port(), free_port(), free_port(), free_for_replicas=True
+        names = (
+            "state",
+            "orchestrator",
+            "worker",
+            "gateway_grpc",
+            "gateway_http",
+            "state_metrics",
+            "orchestrator_metrics",
+            "worker_metrics",
+            "gateway_metrics",
         )
+        return cls(**{name: free_port() for name in names}, free_for_replicas=True)  # type: ignore[arg-type]
 
     def base_of(self, service: str) -> int:
         return {
@@ -114,6 +128,14 @@ class Ports:
             "orchestrator": self.orchestrator,
             "worker": self.worker,
             "api_gateway": self.gateway_grpc,
+        }[service]
+
+    def metrics_of(self, service: str) -> int:
+        return {
+            "state": self.state_metrics,
+            "orchestrator": self.orchestrator_metrics,
+            "worker": self.worker_metrics,
+            "api_gateway": self.gateway_metrics,
         }[service]
 
 
@@ -133,6 +155,7 @@ class Process:
     index: int
     replica: Replica
     grpc_port: int
+    metrics_port: int
     http_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -180,7 +203,12 @@ class Stack:
             for index, spec in enumerate(specs):
                 name = replica_name(service, index, len(specs))
                 self.processes[name] = Process(
-                    name, service, index, spec, self._port(self.ports.base_of(service), index)
+                    name,
+                    service,
+                    index,
+                    spec,
+                    self._port(self.ports.base_of(service), index),
+                    self._port(self.ports.metrics_of(service), index),
                 )
                 if service == "api_gateway":
                     self.processes[name].http_port = self._port(self.ports.gateway_http, index)
@@ -221,6 +249,10 @@ class Stack:
         """The first gateway's HTTP address."""
         return f"http://127.0.0.1:{self.replicas_of('api_gateway')[0].http_port}"
 
+    def metrics_url(self, name: str) -> str:
+        """The Prometheus /metrics of a replica (a service: its first replica)."""
+        return f"http://127.0.0.1:{self._select(name)[0].metrics_port}/metrics"
+
     @property
     def grpc_address(self) -> str:
         """The first gateway's public gRPC address."""
@@ -243,6 +275,9 @@ class Stack:
             "GATEWAY_GRPC_PORT": self.grpc_port_of("api_gateway"),
         }
         ports[_PORT_VARIABLE[service]] = process.grpc_port
+        for other, variable in _METRICS_VARIABLE.items():
+            ports[variable] = self._select(other)[0].metrics_port
+        ports[_METRICS_VARIABLE[service]] = process.metrics_port
         env = {
             **os.environ,
             "BROKER_DATABASE_URL": self.database_url,
@@ -426,4 +461,10 @@ _PORT_VARIABLE = {
     "orchestrator": "ORCHESTRATOR_GRPC_PORT",
     "worker": "WORKER_GRPC_PORT",
     "api_gateway": "GATEWAY_GRPC_PORT",
+}
+_METRICS_VARIABLE = {
+    "state": "STATE_METRICS_PORT",
+    "orchestrator": "ORCHESTRATOR_METRICS_PORT",
+    "worker": "WORKER_METRICS_PORT",
+    "api_gateway": "GATEWAY_METRICS_PORT",
 }

@@ -12,7 +12,18 @@ from coremachine_sdk._errors import (
     Unauthorized,
     Unavailable,
 )
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Stage, Task, TaskStatus
+from coremachine_sdk._models import (
+    Diagnosis,
+    DiagnosisReason,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Stage,
+    Task,
+    TaskStatus,
+    Worker,
+)
 from coremachine_sdk._sync_client import Client
 
 __all__ = [
@@ -21,6 +32,8 @@ __all__ = [
     "Client",
     "Conflict",
     "CoreMachineError",
+    "Diagnosis",
+    "DiagnosisReason",
     "InvalidParameters",
     "Job",
     "JobEvent",
@@ -35,4 +48,5 @@ __all__ = [
     "TlsOptions",
     "Unauthorized",
     "Unavailable",
+    "Worker",
 ]

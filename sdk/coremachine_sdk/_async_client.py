@@ -13,7 +13,16 @@ from coremachine.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from coremachine_sdk import _convert
 from coremachine_sdk._channel import DEFAULT_ADDRESS, TlsOptions, auth_metadata, open_aio_channel
 from coremachine_sdk._errors import CoreMachineError, Timeout, Unavailable, error_from_rpc
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Task, TaskStatus
+from coremachine_sdk._models import (
+    Diagnosis,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Task,
+    TaskStatus,
+    Worker,
+)
 
 R = TypeVar("R")
 
@@ -154,6 +163,21 @@ class AsyncClient:
             jobs_pb2.ResubmitJobRequest(job_id=job_id, current_definition=current_definition),
         )
         return _convert.job_from_proto(response.job)
+
+    async def workers(self, include_gone_seconds: int = 0) -> list[Worker]:
+        """The workers: live ones, and those stopped or lost recently (0: within an hour)."""
+        response = await self._call(
+            self._service().ListWorkers,
+            jobs_pb2.ListWorkersRequest(include_gone_seconds=include_gone_seconds),
+        )
+        return [_convert.worker_from_proto(w) for w in response.workers]
+
+    async def diagnose(self, job_id: str) -> Diagnosis:
+        """What holds a job that is not terminal, in words and structured details."""
+        response = await self._call(
+            self._service().DiagnoseJob, jobs_pb2.DiagnoseJobRequest(job_id=job_id)
+        )
+        return _convert.diagnosis_from_proto(response.diagnosis)
 
     async def job_types(self) -> list[JobType]:
         """The job types the server runs, with their parameter schemas."""

@@ -10,7 +10,18 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from coremachine.common.v1 import common_pb2
 from coremachine.jobs.v1 import jobs_pb2
 from coremachine_sdk._errors import InvalidParameters
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Stage, Task, TaskStatus
+from coremachine_sdk._models import (
+    Diagnosis,
+    DiagnosisReason,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Stage,
+    Task,
+    TaskStatus,
+    Worker,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -167,4 +178,37 @@ def job_type_from_proto(job_type: jobs_pb2.JobType) -> JobType:
             {"name": s.name, "task_type": s.task_type, "queue": s.queue, "fan_out": s.fan_out}
             for s in job_type.stage_info
         ),
+    )
+
+
+def worker_from_proto(worker: jobs_pb2.Worker) -> Worker:
+    return Worker(
+        worker_id=worker.worker_id,
+        host=worker.host,
+        state=worker.state,
+        queues=tuple(worker.queues),
+        task_types=tuple(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        version=worker.version,
+        started_at=_time(worker, "started_at"),
+        last_seen_at=_time(worker, "last_seen_at"),
+    )
+
+
+def diagnosis_from_proto(diagnosis: common_pb2.JobDiagnosis) -> Diagnosis:
+    details = json_format.MessageToDict(
+        diagnosis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    for key in ("job_id", "job_type", "status", "stage", "total_stages", "summary", "reasons"):
+        details.pop(key, None)
+    return Diagnosis(
+        job_id=diagnosis.job_id,
+        job_type=diagnosis.job_type,
+        status=_job_status(diagnosis.status),
+        stage=diagnosis.stage,
+        total_stages=diagnosis.total_stages,
+        summary=diagnosis.summary,
+        reasons=tuple(DiagnosisReason(r.code, r.message) for r in diagnosis.reasons),
+        details=details,
     )

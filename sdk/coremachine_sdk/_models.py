@@ -146,3 +146,51 @@ class JobType:
     fingerprint: str = ""
     # Per stage: name, task_type, queue and fan_out mode.
     stage_info: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A worker as it last heartbeated: `state` is live, lost (stopped
+    heartbeating: its leases are reclaimed as they expire) or stopped."""
+
+    worker_id: str
+    host: str
+    state: str
+    queues: tuple[str, ...] = ()
+    task_types: tuple[str, ...] = ()
+    concurrency: int = 0
+    in_flight: int = 0
+    version: str = ""
+    started_at: datetime | None = None
+    last_seen_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DiagnosisReason:
+    """One thing that holds a job: a code (`queue_unserved`, `retry_backoff`, ...) and words."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What holds a job that is not terminal (`reasons`, most important first).
+
+    `details` holds the structured facts as the API returns them: the current
+    stage's counts, unserved queues, retrying, running and expired tasks, dead
+    letters and the janitor's last sweep.
+    """
+
+    job_id: str
+    job_type: str
+    status: JobStatus
+    stage: int
+    total_stages: int
+    summary: str
+    reasons: tuple[DiagnosisReason, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def codes(self) -> list[str]:
+        """The reasons' codes, in order."""
+        return [r.code for r in self.reasons]

@@ -14,7 +14,16 @@ from typing import Any, TypeVar
 
 from coremachine_sdk._async_client import AsyncClient
 from coremachine_sdk._channel import DEFAULT_ADDRESS, TlsOptions
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Task, TaskStatus
+from coremachine_sdk._models import (
+    Diagnosis,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Task,
+    TaskStatus,
+    Worker,
+)
 
 T = TypeVar("T")
 
@@ -144,6 +153,14 @@ class Client:
         """Re-runs a failed or cancelled job's failed and cancelled tasks (with
         current_definition: first moves the job onto its type's current definition)."""
         return self._runner.run(self._async.resubmit(job_id, current_definition=current_definition))
+
+    def workers(self, include_gone_seconds: int = 0) -> list[Worker]:
+        """The workers: live ones, and those stopped or lost recently (0: within an hour)."""
+        return self._runner.run(self._async.workers(include_gone_seconds))
+
+    def diagnose(self, job_id: str) -> Diagnosis:
+        """What holds a job that is not terminal, in words and structured details."""
+        return self._runner.run(self._async.diagnose(job_id))
 
     def job_types(self) -> list[JobType]:
         """The job types the server runs, with their parameter schemas."""

@@ -164,3 +164,19 @@ class BrokerContract:
             pytest.skip("this broker cannot look messages up by id (the janitor guesses)")
         # A dead-lettered message is not lost: an operator decides its fate.
         assert missing == {"done", "never"}
+
+    async def test_queue_stats_count_messages_dead_letters_and_the_oldest_waiting(
+        self, broker, queue
+    ):
+        empty = await broker.queue_stats(queue)
+        assert (empty.depth, empty.dead_letters, empty.oldest_enqueued_at) == (0, 0, None)
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+        await broker.send(queue, [msg("first"), msg("second")])
+        [dead] = await receive_until(broker, queue, 1)
+        await broker.dead_letter(dead, "Test", "for the stats")
+        stats = await broker.queue_stats(queue)
+        assert (stats.depth, stats.dead_letters) == (1, 1)
+        assert stats.oldest_enqueued_at is not None
+        assert (
+            before <= stats.oldest_enqueued_at <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+        )

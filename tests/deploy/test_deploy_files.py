@@ -73,6 +73,14 @@ KNOWN_SETTINGS = {
     "WORKER_ADDRESS",
     "SECRETS_PROVIDER",
     "KEY_VAULT_URL",
+    "STATE_METRICS_PORT",
+    "ORCHESTRATOR_METRICS_PORT",
+    "WORKER_METRICS_PORT",
+    "GATEWAY_METRICS_PORT",
+    # OpenTelemetry's own (the SDK reads them; see docs/observability.md).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 }
 
 # Kubernetes Deployment / Compose service -> (module it runs, ConfigMap key of its gRPC port).

@@ -30,6 +30,8 @@ HTTP_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/jobs/{job_id}/cancel"): "submitter",
     ("POST", "/api/jobs/{job_id}/resubmit"): "submitter",
     ("GET", "/api/jobs/{job_id}/events"): "reader",
+    ("GET", "/api/jobs/{job_id}/diagnosis"): "reader",
+    ("GET", "/api/workers"): "reader",
     ("GET", "/api/db/jobs"): "reader",
     ("GET", "/api/db/jobs/{job_id}"): "reader",
     ("GET", "/api/db/tasks"): "reader",
@@ -51,6 +53,8 @@ GRPC_ROLES = {
     "ResubmitJob": "submitter",
     "WatchJob": "reader",
     "ListJobTypes": "reader",
+    "ListWorkers": "reader",
+    "DiagnoseJob": "reader",
 }
 
 
@@ -216,6 +220,10 @@ def grpc_calls(client: jobs_pb2_grpc.JobServiceStub, jobs: Jobs) -> dict[str, An
             client.WatchJob(jobs_pb2.WatchJobRequest(job_id=jobs.cancelled), metadata=md)
         ),
         "ListJobTypes": lambda md: client.ListJobTypes(jobs_pb2.ListJobTypesRequest(), metadata=md),
+        "ListWorkers": lambda md: client.ListWorkers(jobs_pb2.ListWorkersRequest(), metadata=md),
+        "DiagnoseJob": lambda md: client.DiagnoseJob(
+            jobs_pb2.DiagnoseJobRequest(job_id=jobs.running), metadata=md
+        ),
     }
 
 

@@ -13,6 +13,8 @@ PUBLIC_NAMES = [
     "Client",
     "Conflict",
     "CoreMachineError",
+    "Diagnosis",
+    "DiagnosisReason",
     "InvalidParameters",
     "Job",
     "JobEvent",
@@ -27,10 +29,12 @@ PUBLIC_NAMES = [
     "TlsOptions",
     "Unauthorized",
     "Unavailable",
+    "Worker",
 ]
 CLIENT_METHODS = [
     "cancel",
     "close",
+    "diagnose",
     "get",
     "job_types",
     "list_jobs",
@@ -39,6 +43,7 @@ CLIENT_METHODS = [
     "submit",
     "wait",
     "watch",
+    "workers",
 ]
 
 

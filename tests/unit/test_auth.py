@@ -174,6 +174,8 @@ def test_every_jobservice_rpc_declares_its_role():
         "ListTasks": Role.READER,
         "WatchJob": Role.READER,
         "ListJobTypes": Role.READER,
+        "ListWorkers": Role.READER,
+        "DiagnoseJob": Role.READER,
     }
     service = jobs_pb2.DESCRIPTOR.services_by_name["JobService"]
     assert {m.name for m in service.methods} == set(expected)

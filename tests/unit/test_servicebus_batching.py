@@ -123,7 +123,12 @@ def test_outgoing_message_maps_id_body_and_properties():
     )
     assert sdk.message_id == "task-1"
     assert b"".join(sdk.body) == b"{}"
-    assert sdk.application_properties == {"job_id": "j", "traceparent": "00-abc-def-01"}
+    # The trace context also goes where the Azure SDKs look for it.
+    assert sdk.application_properties == {
+        "job_id": "j",
+        "traceparent": "00-abc-def-01",
+        "Diagnostic-Id": "00-abc-def-01",
+    }
 
 
 def test_reserved_property_names_are_refused():

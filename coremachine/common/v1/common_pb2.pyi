@@ -155,3 +155,163 @@ class JobEvent(_message.Message):
     data_json: bytes
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., event_type: _Optional[str] = ..., stage: _Optional[int] = ..., task_id: _Optional[str] = ..., data_json: _Optional[bytes] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class JobDiagnosis(_message.Message):
+    __slots__ = ("job_id", "job_type", "status", "stage", "total_stages", "summary", "current_stage", "reasons", "unserved_queues", "retrying", "running", "expired_leases", "dead_letters", "janitor", "diagnosed_at", "dead_letters_scanned", "definition_served")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STAGES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STAGE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    UNSERVED_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    RETRYING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_LEASES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    JANITOR_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_SERVED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job_type: str
+    status: JobStatus
+    stage: int
+    total_stages: int
+    summary: str
+    current_stage: DiagnosedStage
+    reasons: _containers.RepeatedCompositeFieldContainer[DiagnosisReason]
+    unserved_queues: _containers.RepeatedCompositeFieldContainer[UnservedQueue]
+    retrying: _containers.RepeatedCompositeFieldContainer[RetryingTask]
+    running: _containers.RepeatedCompositeFieldContainer[RunningTask]
+    expired_leases: _containers.RepeatedCompositeFieldContainer[ExpiredLease]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetterRef]
+    janitor: JanitorSweep
+    diagnosed_at: _timestamp_pb2.Timestamp
+    dead_letters_scanned: int
+    definition_served: bool
+    def __init__(self, job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[int] = ..., total_stages: _Optional[int] = ..., summary: _Optional[str] = ..., current_stage: _Optional[_Union[DiagnosedStage, _Mapping]] = ..., reasons: _Optional[_Iterable[_Union[DiagnosisReason, _Mapping]]] = ..., unserved_queues: _Optional[_Iterable[_Union[UnservedQueue, _Mapping]]] = ..., retrying: _Optional[_Iterable[_Union[RetryingTask, _Mapping]]] = ..., running: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., expired_leases: _Optional[_Iterable[_Union[ExpiredLease, _Mapping]]] = ..., dead_letters: _Optional[_Iterable[_Union[DeadLetterRef, _Mapping]]] = ..., janitor: _Optional[_Union[JanitorSweep, _Mapping]] = ..., diagnosed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_letters_scanned: _Optional[int] = ..., definition_served: _Optional[bool] = ...) -> None: ...
+
+class DiagnosedStage(_message.Message):
+    __slots__ = ("stage", "planned", "task_count", "queued", "processing", "completed", "failed", "cancelled", "queue")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    stage: int
+    planned: bool
+    task_count: int
+    queued: int
+    processing: int
+    completed: int
+    failed: int
+    cancelled: int
+    queue: str
+    def __init__(self, stage: _Optional[int] = ..., planned: _Optional[bool] = ..., task_count: _Optional[int] = ..., queued: _Optional[int] = ..., processing: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class DiagnosisReason(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class UnservedQueue(_message.Message):
+    __slots__ = ("queue", "stage", "tasks_waiting")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    stage: int
+    tasks_waiting: int
+    def __init__(self, queue: _Optional[str] = ..., stage: _Optional[int] = ..., tasks_waiting: _Optional[int] = ...) -> None: ...
+
+class RetryingTask(_message.Message):
+    __slots__ = ("task_id", "task_index", "attempt", "due_at", "last_error")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_index: int
+    attempt: int
+    due_at: _timestamp_pb2.Timestamp
+    last_error: str
+    def __init__(self, task_id: _Optional[str] = ..., task_index: _Optional[int] = ..., attempt: _Optional[int] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class RunningTask(_message.Message):
+    __slots__ = ("task_id", "task_index", "attempt", "worker_id", "worker_state", "started_at", "running_seconds", "lease_expires_at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_index: int
+    attempt: int
+    worker_id: str
+    worker_state: str
+    started_at: _timestamp_pb2.Timestamp
+    running_seconds: float
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., task_index: _Optional[int] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., worker_state: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., running_seconds: _Optional[float] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExpiredLease(_message.Message):
+    __slots__ = ("task_id", "task_index", "worker_id", "worker_state", "lease_expired_at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_index: int
+    worker_id: str
+    worker_state: str
+    lease_expired_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., task_index: _Optional[int] = ..., worker_id: _Optional[str] = ..., worker_state: _Optional[str] = ..., lease_expired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeadLetterRef(_message.Message):
+    __slots__ = ("queue", "sequence", "message_id", "task_id", "reason", "description")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    sequence: str
+    message_id: str
+    task_id: str
+    reason: str
+    description: str
+    def __init__(self, queue: _Optional[str] = ..., sequence: _Optional[str] = ..., message_id: _Optional[str] = ..., task_id: _Optional[str] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class JanitorSweep(_message.Message):
+    __slots__ = ("holder", "started_at", "finished_at", "error", "leases_reclaimed", "stages_advanced", "overdue")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LEASES_RECLAIMED_FIELD_NUMBER: _ClassVar[int]
+    STAGES_ADVANCED_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    error: str
+    leases_reclaimed: int
+    stages_advanced: int
+    overdue: bool
+    def __init__(self, holder: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., leases_reclaimed: _Optional[int] = ..., stages_advanced: _Optional[int] = ..., overdue: _Optional[bool] = ...) -> None: ...

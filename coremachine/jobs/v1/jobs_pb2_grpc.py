@@ -76,6 +76,16 @@ class JobServiceStub:
                 request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.SerializeToString,
                 response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/ListWorkers',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.DiagnoseJob = channel.unary_unary(
+                '/coremachine.jobs.v1.JobService/DiagnoseJob',
+                request_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -139,6 +149,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the workers: live ones, and those stopped or lost recently.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiagnoseJob(self, request, context):
+        """Explains what holds a job that is not terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +205,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobTypes,
                     request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.FromString,
                     response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DiagnoseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiagnoseJob,
+                    request_deserializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.FromString,
+                    response_serializer=coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +435,60 @@ class JobService:
             '/coremachine.jobs.v1.JobService/ListJobTypes',
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesRequest.SerializeToString,
             coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListJobTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/ListWorkers',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiagnoseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.jobs.v1.JobService/DiagnoseJob',
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobRequest.SerializeToString,
+            coremachine_dot_jobs_dot_v1_dot_jobs__pb2.DiagnoseJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ Each method is one internal RPC. Failures come back as shared.errors
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,10 +43,16 @@ class Backends:
     channels: dict[str, grpc.aio.Channel]
 
     @classmethod
-    def connect(cls, state: str, orchestrator: str, worker: str) -> Backends:
+    def connect(
+        cls,
+        state: str,
+        orchestrator: str,
+        worker: str,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> Backends:
         channels = {
-            "state": open_channel(state),
-            "orchestrator": open_channel(orchestrator),
+            "state": open_channel(state, interceptors=interceptors),
+            "orchestrator": open_channel(orchestrator, interceptors=interceptors),
             "worker": open_channel(worker),
         }
         return cls(
@@ -148,6 +154,20 @@ class Backends:
             ),
             _READ_TIMEOUT + wait_seconds,
         )
+
+    async def diagnose_job(self, job_id: str) -> common_pb2.JobDiagnosis:
+        response = await _call(
+            self.state.DiagnoseJob, state_pb2.DiagnoseJobRequest(job_id=job_id), _READ_TIMEOUT
+        )
+        return response.diagnosis
+
+    async def workers(self, include_gone_seconds: int = 0) -> list[state_pb2.WorkerInfo]:
+        response = await _call(
+            self.state.ListWorkers,
+            state_pb2.ListWorkersRequest(include_gone_seconds=include_gone_seconds),
+            _READ_TIMEOUT,
+        )
+        return list(response.workers)
 
     # -- state: operations -----------------------------------------------------
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 import uvicorn
 
@@ -17,13 +18,16 @@ from coremachine.services.api_gateway.auth import (
 )
 from coremachine.services.api_gateway.backends import Backends
 from coremachine.services.api_gateway.http_app import create_app
+from coremachine.services.api_gateway.metrics import GatewayMetrics
 from coremachine.services.api_gateway.params import ParameterLimits
 from coremachine.services.api_gateway.servicer import JobServicer
 from coremachine.services.api_gateway.settings import GatewaySettings
+from coremachine.shared import tracing
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.health_monitor import HealthMonitor, grpc_service_probe
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
+from coremachine.shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ class GatewayApp:
     http: uvicorn.Server
     backends: Backends
     secrets: SecretsProvider | None
+    telemetry: Telemetry
     # Set at shutdown: open event streams (SSE and WatchJob) end at once, so
     # clients resume elsewhere instead of holding the shutdown up.
     streams_stopping: asyncio.Event
@@ -90,16 +95,39 @@ class GatewayApp:
         await self.backends.close()
         if self.secrets is not None:
             await self.secrets.close()
+        self.telemetry.close()
+
+
+def _version() -> str:
+    try:
+        return version("coremachine")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 async def build(settings: GatewaySettings) -> GatewayApp:
+    telemetry = Telemetry.start(
+        "api_gateway",
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        version=_version(),
+        broker=settings.broker,
+    )
+    metrics = GatewayMetrics(telemetry.registry)
     authenticator, secrets = await open_authenticator(settings)
     backends = Backends.connect(
-        settings.state_address, settings.orchestrator_address, settings.worker_address
+        settings.state_address,
+        settings.orchestrator_address,
+        settings.worker_address,
+        telemetry.client_interceptors(),
     )
     limits = ParameterLimits(settings.max_parameter_bytes, settings.max_parameter_depth)
     streams_stopping = asyncio.Event()
-    server = GrpcServer(settings.grpc_port, max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs)
+    server = GrpcServer(
+        settings.grpc_port,
+        interceptors=telemetry.server_interceptors(),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
     # Workers are left out: a pool scaled to zero is no reason to refuse calls.
     health = HealthMonitor(
         server,
@@ -118,6 +146,7 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             max_list_limit=settings.max_list_limit,
             events_poll_seconds=settings.events_poll_seconds,
             stopping=streams_stopping,
+            metrics=metrics,
         ),
         "coremachine.jobs.v1.JobService",
     )
@@ -130,7 +159,13 @@ async def build(settings: GatewaySettings) -> GatewayApp:
         events_poll_seconds=settings.events_poll_seconds,
         queues=(settings.jobs_queue, settings.tasks_queue),
         stopping=streams_stopping,
+        metrics=metrics,
     )
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # Server spans per request (no bodies, no headers: parameters stay out).
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/api/health,/docs,/openapi.json")
     http = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -142,4 +177,4 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             timeout_graceful_shutdown=5,
         )
     )
-    return GatewayApp(server, http, backends, secrets, streams_stopping, health)
+    return GatewayApp(server, http, backends, secrets, telemetry, streams_stopping, health)

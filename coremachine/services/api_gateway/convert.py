@@ -254,3 +254,47 @@ def _integral_floats_to_ints(value: Any) -> Any:
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct of parameters as the JSON object an HTTP client would have sent."""
     return _integral_floats_to_ints(json_format.MessageToDict(value))
+
+
+def worker_to_json(worker: state_pb2.WorkerInfo) -> dict[str, Any]:
+    return {
+        "worker_id": worker.worker_id,
+        "host": worker.host,
+        "state": worker.state,
+        "queues": list(worker.queues),
+        "task_types": list(worker.task_types),
+        "concurrency": worker.concurrency,
+        "in_flight": worker.in_flight,
+        "version": worker.version,
+        "started_at": _iso(worker.started_at, worker.HasField("started_at")),
+        "last_seen_at": _iso(worker.last_seen_at, worker.HasField("last_seen_at")),
+    }
+
+
+def worker_to_public(worker: state_pb2.WorkerInfo) -> jobs_pb2.Worker:
+    public = jobs_pb2.Worker(
+        worker_id=worker.worker_id,
+        host=worker.host,
+        queues=list(worker.queues),
+        task_types=list(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        version=worker.version,
+        state=worker.state,
+    )
+    if worker.HasField("started_at"):
+        public.started_at.CopyFrom(worker.started_at)
+    if worker.HasField("last_seen_at"):
+        public.last_seen_at.CopyFrom(worker.last_seen_at)
+    return public
+
+
+def diagnosis_to_json(diagnosis: common_pb2.JobDiagnosis) -> dict[str, Any]:
+    """The diagnosis as JSON: field names as in the proto, statuses as wire strings."""
+    body = json_format.MessageToDict(
+        diagnosis,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    body["status"] = job_status_name(diagnosis.status)
+    return body

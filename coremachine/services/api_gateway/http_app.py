@@ -20,6 +20,7 @@ from coremachine.services.api_gateway.backends import Backends
 from coremachine.services.api_gateway.errors import install_error_handlers
 from coremachine.services.api_gateway.http_context import HttpContext
 from coremachine.services.api_gateway.http_deps import role_guard
+from coremachine.services.api_gateway.metrics import GatewayMetrics, HttpMetricsMiddleware
 from coremachine.services.api_gateway.middleware import RequestMiddleware
 from coremachine.services.api_gateway.openapi import with_job_types
 from coremachine.services.api_gateway.params import ParameterLimits
@@ -27,6 +28,7 @@ from coremachine.services.api_gateway.routes_db import db_router
 from coremachine.services.api_gateway.routes_job_types import job_types_router
 from coremachine.services.api_gateway.routes_jobs import jobs_router
 from coremachine.services.api_gateway.routes_monitor import monitor_router
+from coremachine.services.api_gateway.routes_workers import workers_router
 from coremachine.shared.errors import CoreMachineError
 
 # /openapi.json asks the orchestrators for the job types at most this long.
@@ -64,6 +66,7 @@ def create_app(
     events_poll_seconds: float = 10.0,
     queues: tuple[str, ...] = ("jobs", "tasks"),
     stopping: asyncio.Event | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="CoreMachine",
@@ -86,13 +89,17 @@ def create_app(
         stopping=stopping or asyncio.Event(),
         max_list_limit=max_list_limit,
         events_poll_seconds=events_poll_seconds,
+        metrics=metrics or GatewayMetrics(),
     )
     app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes)
+    # Outermost: every response counts, the request middleware's 413 and 500 too.
+    app.add_middleware(HttpMetricsMiddleware, metrics=ctx.metrics)
     install_error_handlers(app)
     app.include_router(jobs_router(ctx))
     app.include_router(job_types_router(ctx))
     app.include_router(db_router(ctx))
     app.include_router(monitor_router(ctx, list(queues)))
+    app.include_router(workers_router(ctx))
     _drop_default_422(app)
 
     @app.get("/openapi.json", include_in_schema=False)

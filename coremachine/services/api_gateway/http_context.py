@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coremachine.services.api_gateway.auth import Principal, Role
 from coremachine.services.api_gateway.backends import Backends
+from coremachine.services.api_gateway.metrics import GatewayMetrics
 from coremachine.services.api_gateway.params import ParameterLimits
 from coremachine.shared.errors import InvalidArgument
 
@@ -26,6 +27,7 @@ class HttpContext:
     stopping: asyncio.Event
     max_list_limit: int = 1000
     events_poll_seconds: float = 10.0
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
 
 def check_job_id(job_id: str, field: str = "job_id") -> str:

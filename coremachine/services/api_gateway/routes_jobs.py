@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from coremachine.services.api_gateway.auth import Principal, Role
-from coremachine.services.api_gateway.convert import job_to_json
+from coremachine.services.api_gateway.convert import diagnosis_to_json, job_to_json
 from coremachine.services.api_gateway.http_context import JOB_ID_PATTERN, HttpContext, check_job_id
 from coremachine.services.api_gateway.http_deps import QueryCheck
 from coremachine.services.api_gateway.params import JOB_TYPE_PATTERN, parse_parameters
@@ -67,6 +67,7 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         # Any Content-Type is read as JSON: `curl -d` sends form encoding by default.
         parameters = parse_parameters(await request.body(), ctx.parameter_limits)
         response = await ctx.backends.submit(job_type, json.dumps(parameters).encode())
+        ctx.metrics.submitted.labels(response.job.job_type, str(response.created).lower()).inc()
         return JSONResponse(
             status_code=202 if response.created else 200,
             content={"created": response.created, "job": job_to_json(response.job)},
@@ -76,6 +77,15 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
     async def job_status(job_id: JobIdPath) -> dict[str, Any]:
         """A job's status, stage, per-stage progress, result and error."""
         return job_to_json(await ctx.backends.get_job(check_job_id(job_id)))
+
+    @router.get("/{job_id}/diagnosis", dependencies=[reader, QueryCheck])
+    async def job_diagnosis(job_id: JobIdPath) -> dict[str, Any]:
+        """What holds a job that is not terminal, in words (`summary`, `reasons`) and
+        fields: its current stage and counts, queues no live worker consumes, tasks in
+        retry backoff and when they are due, the longest-running tasks and their
+        workers, expired leases not reclaimed yet, its dead letters, a definition no
+        orchestrator serves, the janitor's last sweep."""
+        return diagnosis_to_json(await ctx.backends.diagnose_job(check_job_id(job_id)))
 
     @router.post("/{job_id}/cancel")
     async def cancel_job(

@@ -18,6 +18,7 @@ from coremachine.services.api_gateway.convert import (
     job_type_to_public,
     struct_to_dict,
     task_to_public,
+    worker_to_public,
 )
 from coremachine.services.api_gateway.grpc_auth import (
     current_principal,
@@ -25,6 +26,7 @@ from coremachine.services.api_gateway.grpc_auth import (
     requires,
 )
 from coremachine.services.api_gateway.http_context import check_job_id
+from coremachine.services.api_gateway.metrics import GatewayMetrics
 from coremachine.services.api_gateway.params import ParameterLimits, check_parameters
 from coremachine.services.api_gateway.sse import StreamEnd, job_events
 from coremachine.shared.errors import InvalidArgument
@@ -41,7 +43,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         max_list_limit: int = 1000,
         events_poll_seconds: float = 10.0,
         stopping: asyncio.Event | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or GatewayMetrics()
         self.backends = backends
         self.authenticator = authenticator
         self.parameter_limits = parameter_limits or ParameterLimits()
@@ -62,6 +66,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         parameters = struct_to_dict(request.parameters)
         check_parameters(parameters, self.parameter_limits, "parameters")
         response = await self.backends.submit(request.job_type, json.dumps(parameters).encode())
+        self.metrics.submitted.labels(response.job.job_type, str(response.created).lower()).inc()
         return jobs_pb2.SubmitJobResponse(job=job_to_public(response.job), created=response.created)
 
     @map_errors
@@ -152,3 +157,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobTypes(self, request, context):
         infos = await self.backends.job_types()
         return jobs_pb2.ListJobTypesResponse(job_types=[job_type_to_public(i) for i in infos])
+
+    @map_errors
+    @requires(Role.READER)
+    async def ListWorkers(self, request, context):
+        if request.include_gone_seconds < 0:
+            raise InvalidArgument("include_gone_seconds: must be >= 0", "include_gone_seconds")
+        workers = await self.backends.workers(request.include_gone_seconds)
+        return jobs_pb2.ListWorkersResponse(workers=[worker_to_public(w) for w in workers])
+
+    @map_errors
+    @requires(Role.READER)
+    async def DiagnoseJob(self, request, context):
+        diagnosis = await self.backends.diagnose_job(check_job_id(request.job_id))
+        return jobs_pb2.DiagnoseJobResponse(diagnosis=diagnosis)

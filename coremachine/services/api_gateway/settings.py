@@ -11,6 +11,7 @@ class GatewaySettings(CommonSettings):
     http_host: str = Field("0.0.0.0", validation_alias="GATEWAY_HTTP_HOST")
     http_port: int = Field(8080, ge=0, le=65535, validation_alias="GATEWAY_HTTP_PORT")
     grpc_port: int = Field(50051, ge=0, le=65535, validation_alias="GATEWAY_GRPC_PORT")
+    metrics_port: int = Field(9460, ge=0, le=65535, validation_alias="GATEWAY_METRICS_PORT")
     state_address: str = Field("localhost:50061", validation_alias="STATE_ADDRESS")
     orchestrator_address: str = Field("localhost:50062", validation_alias="ORCHESTRATOR_ADDRESS")
     worker_address: str = Field("localhost:50063", validation_alias="WORKER_ADDRESS")

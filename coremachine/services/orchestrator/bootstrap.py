@@ -9,6 +9,7 @@ from coremachine.app._registry import Registry, load_registry
 from coremachine.orchestrator.v1 import orchestrator_pb2_grpc
 from coremachine.services.orchestrator.claim_check import StagePayloads
 from coremachine.services.orchestrator.consumer import JobsConsumer
+from coremachine.services.orchestrator.metrics import OrchestratorMetrics
 from coremachine.services.orchestrator.planner import Planner, PlannerDefaults
 from coremachine.services.orchestrator.registration import Registration
 from coremachine.services.orchestrator.servicer import OrchestratorServicer
@@ -21,7 +22,9 @@ from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
 from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
+from coremachine.shared.metrics import broker_pools
 from coremachine.shared.state_clients.grpc import GrpcStateClient
+from coremachine.shared.telemetry import Telemetry
 
 
 def coremachine_version() -> str:
@@ -40,12 +43,14 @@ class OrchestratorApp:
     state: GrpcStateClient
     blobs: BlobStore
     registry: Registry
+    telemetry: Telemetry
     health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
         await self.state.close()
         await self.blobs.close()
+        self.telemetry.close()
 
 
 async def build(settings: OrchestratorSettings) -> OrchestratorApp:
@@ -53,10 +58,22 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     # stage whose task type no loaded app defines, a parameter model without
     # a JSON Schema, each stop the service here with a message naming it.
     registry = load_registry(settings.apps)
+    telemetry = Telemetry.start(
+        "orchestrator",
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        version=coremachine_version(),
+        broker=settings.broker,
+    )
     state = GrpcStateClient(
-        open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
+        open_channel(
+            settings.state_address,
+            tls=TlsConfig.from_settings(settings),
+            interceptors=telemetry.client_interceptors(),
+        )
     )
     broker = await open_broker(settings)
+    telemetry.add_pools(lambda: broker_pools(broker))
     # The claim check's store: large task parameters out, large results back in.
     payloads, blobs = StagePayloads.from_settings(settings)
     defaults = PlannerDefaults(
@@ -68,7 +85,7 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         tasks_queue=settings.tasks_queue,
         chunk_size=settings.create_chunk_size,
     )
-    planner = Planner(state, registry, defaults, payloads)
+    planner = Planner(state, registry, defaults, payloads, OrchestratorMetrics(telemetry.registry))
     consumer = JobsConsumer(
         broker,
         settings.jobs_queue,
@@ -88,6 +105,7 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
     server = GrpcServer(
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
+        interceptors=telemetry.server_interceptors(),
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         # A submit needs the state service: while it is down, fail at once.
         refuse_while=("state",),
@@ -107,4 +125,6 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         OrchestratorServicer(registry, state, planner),
         "coremachine.orchestrator.v1.OrchestratorService",
     )
-    return OrchestratorApp(server, consumer, registration, broker, state, blobs, registry, health)
+    return OrchestratorApp(
+        server, consumer, registration, broker, state, blobs, registry, telemetry, health
+    )

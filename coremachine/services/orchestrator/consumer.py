@@ -21,12 +21,16 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from coremachine.app import JobType
 from coremachine.app._registry import Registry
+from coremachine.services.orchestrator.metrics import OrchestratorMetrics
 from coremachine.services.orchestrator.planner import Planner, PlanningError
+from coremachine.shared import tracing
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
 from coremachine.shared.consuming import receive_or_stop
 from coremachine.shared.errors import InvalidArgument, NotFound
@@ -51,7 +55,9 @@ class JobsConsumer:
         *,
         orchestrator_id: str,
         batch_size: int = 16,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or planner.metrics
         self.broker = broker
         self.queue = queue
         self.state = state
@@ -89,12 +95,31 @@ class JobsConsumer:
         except (ValidationError, ValueError) as exc:
             await self._dead_letter(message, "UndecodableBody", _short(exc))
             return
-        with log_context(job_id=decoded.job_id):
+        with log_context(job_id=decoded.job_id), self._span(message, decoded):
             try:
                 await self._route(message, decoded)
             except Exception:
                 log.exception("unexpected failure handling %s; will retry", message.message_id)
                 await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
+
+    def _span(self, message: ReceivedMessage, decoded: StageReady | FinalizeJob) -> Any:
+        """The message's processing span, continuing the job's trace it carries."""
+        if not tracing.enabled():
+            return contextlib.nullcontext()
+        return tracing.span(
+            f"process {message.queue}",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **tracing.messaging_attributes("process", message.queue),
+                "messaging.message.id": message.message_id,
+                "messaging.message.delivery_count": message.delivery_count,
+                "coremachine.job.id": decoded.job_id,
+                "coremachine.job.type": decoded.job_type,
+                "coremachine.message.kind": decoded.kind,
+                "coremachine.stage": getattr(decoded, "stage", 0),
+            },
+            parent_ctx=tracing.context_of_message(message.properties),
+        )
 
     async def _route(self, message: ReceivedMessage, decoded: StageReady | FinalizeJob) -> None:
         job_type = self.registry.job_type(decoded.job_type)
@@ -166,14 +191,17 @@ class JobsConsumer:
                 log.info("stage %d planned: %d tasks created", decoded.stage, created)
             else:
                 result = await self.planner.finalize(job, job_type, results)
-                await self.state.complete_job(job.job_id, json.dumps(result).encode())
+                if await self.state.complete_job(job.job_id, json.dumps(result).encode()):
+                    self.metrics.finalized.labels(job_type.name).inc()
                 log.info("job finalized")
         except PlanningError as exc:
             log.error("job failed: %s", exc)
-            await self.state.fail_job(job.job_id, str(exc))
+            if await self.state.fail_job(job.job_id, str(exc)):
+                self.metrics.planning_failed.labels(job_type.name).inc()
 
     async def _dead_letter(self, message: ReceivedMessage, reason: str, description: str) -> None:
         log.error("dead-lettering %s: %s %s", message.message_id, reason, description)
+        self.metrics.dead_lettered.labels(message.queue, reason).inc()
         await self._settle(self.broker.dead_letter(message, reason, description))
 
     async def _settle(self, settlement) -> None:

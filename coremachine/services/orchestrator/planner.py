@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from coremachine.app import AggregateContext, JobType, PlanContext, PreviousResult, Stage
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.claim_check import StagePayloads
+from coremachine.services.orchestrator.metrics import OrchestratorMetrics
+from coremachine.shared import tracing
 from coremachine.shared.domain.jobs import Job, NewTask, StagePlan, StagePolicy
 from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.domain.statuses import JobStatus
@@ -51,11 +54,13 @@ class Planner:
         registry: Registry,
         defaults: PlannerDefaults,
         payloads: StagePayloads,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self.state = state
         self.registry = registry
         self.defaults = defaults
         self.payloads = payloads
+        self.metrics = metrics or OrchestratorMetrics()
 
     # -- reading what planning needs --------------------------------------------
 
@@ -151,6 +156,28 @@ class Planner:
     async def _plan(self, ctx: PlanContext, job_type: JobType) -> StagePlan:
         if not 1 <= ctx.stage <= len(job_type.stages):
             raise PlanningError(f"job type {job_type.name} has no stage {ctx.stage}")
+        attributes = None
+        if tracing.enabled():
+            attributes = {
+                "coremachine.job.id": ctx.job_id,
+                "coremachine.job.type": job_type.name,
+                "coremachine.stage": ctx.stage,
+            }
+            if tracing.record_parameters():
+                attributes["coremachine.job.parameters"] = json.dumps(ctx.parameters)[:4096]
+        started = time.perf_counter()
+        with tracing.span(f"plan stage {ctx.stage}", attributes=attributes) as span:
+            plan = await self._plan_stage(ctx, job_type)
+            tracing.set_attributes(span, {"coremachine.stage.task_count": plan.total_tasks})
+        self.metrics.planning.labels(job_type.name).observe(time.perf_counter() - started)
+        self.metrics.stage_plans.labels(job_type.name).inc()
+        if plan.tasks:
+            self.metrics.tasks_planned.labels(
+                job_type.name, plan.tasks[0].task_type, plan.policy.queue
+            ).inc(len(plan.tasks))
+        return plan
+
+    async def _plan_stage(self, ctx: PlanContext, job_type: JobType) -> StagePlan:
         spec = job_type.stages[ctx.stage - 1]
         try:
             encoded = [json.dumps(p).encode() for p in spec.fan_out.plan(ctx)]
@@ -201,12 +228,18 @@ class Planner:
                 for t in failed
             ],
         )
-        try:
-            if job_type.aggregate is None:
-                return default_summary(ctx.job_type, ctx.stage_summaries, ctx.failed_tasks)
-            return job_type.aggregate(ctx)
-        except Exception as exc:
-            raise PlanningError(f"aggregating the results failed: {exc!r}") from exc
+        with tracing.span(
+            "finalize job",
+            attributes={"coremachine.job.id": job.job_id, "coremachine.job.type": job.job_type}
+            if tracing.enabled()
+            else None,
+        ):
+            try:
+                if job_type.aggregate is None:
+                    return default_summary(ctx.job_type, ctx.stage_summaries, ctx.failed_tasks)
+                return job_type.aggregate(ctx)
+            except Exception as exc:
+                raise PlanningError(f"aggregating the results failed: {exc!r}") from exc
 
 
 def _chunks(plan: StagePlan, max_count: int, max_bytes: int) -> list[range]:

@@ -11,6 +11,7 @@ from coremachine.app import JobType
 from coremachine.app._registry import Registry
 from coremachine.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from coremachine.services.orchestrator.planner import Planner
+from coremachine.shared import tracing
 from coremachine.shared.domain.ids import canonical_json, job_id_for
 from coremachine.shared.domain.jobs import NewJob
 from coremachine.shared.errors import Conflict, InvalidArgument
@@ -87,6 +88,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         job_type = self._job_type(request.job_type)
         parameters = validate_parameters(job_type, request.parameters_json)
         job_id = job_id_for(job_type.name, parameters)
+        if tracing.enabled():
+            from opentelemetry import trace
+
+            attributes = {"coremachine.job.id": job_id, "coremachine.job.type": job_type.name}
+            if tracing.record_parameters():
+                attributes["coremachine.job.parameters"] = canonical_json(parameters)[:4096]
+            tracing.set_attributes(trace.get_current_span(), attributes)
         job, created = await self.state.create_job(
             NewJob(
                 job_id=job_id,
@@ -102,6 +110,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 default_result=job_type.aggregate is None,
             )
         )
+        self.planner.metrics.submitted.labels(job_type.name, str(created).lower()).inc()
         return orchestrator_pb2.SubmitJobResponse(job=job_to_proto(job), created=created)
 
     @map_errors

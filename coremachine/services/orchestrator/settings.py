@@ -12,6 +12,7 @@ from coremachine.shared.settings import CommonSettings
 
 class OrchestratorSettings(CommonSettings):
     grpc_port: int = Field(50062, ge=0, le=65535, validation_alias="ORCHESTRATOR_GRPC_PORT")
+    metrics_port: int = Field(9462, ge=0, le=65535, validation_alias="ORCHESTRATOR_METRICS_PORT")
     state_address: str = Field("localhost:50061", validation_alias="STATE_ADDRESS")
     # The apps whose job types this orchestrator serves ("package.module:app",
     # comma-separated); unset: every app in the `coremachine.apps` entry points.

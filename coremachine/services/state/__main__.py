@@ -21,7 +21,13 @@ async def serve(settings: StateSettings) -> None:
         app.server,
         # All restart in place when they fail (shared/background.py): each
         # keeps its state in the database.
-        background=[app.health.run, app.relay.run, app.janitor.run, app.feed.run],
+        background=[
+            app.health.run,
+            app.relay.run,
+            app.janitor.run,
+            app.feed.run,
+            app.queue_gauges.run,
+        ],
         on_shutdown=app.close,
     )
 

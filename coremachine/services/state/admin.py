@@ -43,7 +43,7 @@ def printable(value: object, limit: int = _ID_CHARS) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
 
 
-def _ids_of(letter: DeadLetter) -> tuple[str, str]:
+def ids_of(letter: DeadLetter) -> tuple[str, str]:
     """Job and task ids from the message properties, else from a decodable body."""
     job_id = printable(letter.properties.get("job_id", ""))
     task_id = printable(letter.properties.get("task_id", ""))
@@ -68,7 +68,7 @@ def _viewed(letter: DeadLetter) -> DeadLetterView:
         reason=printable(letter.reason),
         description=printable(letter.description, _TEXT_CHARS),
     )
-    return DeadLetterView(safe, *_ids_of(letter))
+    return DeadLetterView(safe, *ids_of(letter))
 
 
 def _check_sequences(sequences: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from coremachine.services.state.events import NewEvent, append_events
+from coremachine.services.state.job_traces import advancing, job_event, publishing
 from coremachine.services.state.outbox import Outbox
 from coremachine.services.state.rows import JobRow, StageRow
 from coremachine.services.state.sql import Q
@@ -50,7 +51,8 @@ async def evaluate_stage(
     if stage_row.failures_exceed_tolerance():
         if failure is None:
             failure = await describe_failure(conn, job.job_id, stage_row.stage)
-        await fail_job_locked(conn, job.job_id, failure, events)
+        with job_event("fail job", job, **{"coremachine.stage": stage_row.stage}):
+            await fail_job_locked(conn, job.job_id, failure, events)
         return False
     if stage_row.remaining > 0:
         return False
@@ -75,22 +77,33 @@ async def evaluate_stage(
     )
     if await cur.fetchone() is None:
         return False
-    await record_events(
-        conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
-    )
-    summaries = {**job.stage_results, str(stage_row.stage): summary}
-    if last_stage and job.default_result:
-        await complete_with_summary(conn, job, summaries, events)
-        return True
-    context = await job_context(conn, job, stage_row, summaries)
-    message = (
-        outbox.finalize(job.job_id, job.job_type, context, definition=job.definition)
-        if last_stage
-        else outbox.stage_ready(
-            job.job_id, job.job_type, stage_row.stage + 1, context, definition=job.definition
+    # The advancement's span links the spans of the tasks it covers; the next
+    # message continues the job's trace from it.
+    async with advancing(conn, job, stage_row):
+        await record_events(
+            conn, events, [NewEvent(job.job_id, "stage_completed", stage_row.stage, data=summary)]
         )
-    )
-    await outbox.write(conn, [message])
+        summaries = {**job.stage_results, str(stage_row.stage): summary}
+        if last_stage and job.default_result:
+            await complete_with_summary(conn, job, summaries, events)
+            return True
+        context = await job_context(conn, job, stage_row, summaries)
+        with publishing(job.trace_context, outbox.jobs_queue, 1) as trace:
+            message = (
+                outbox.finalize(
+                    job.job_id, job.job_type, context, definition=job.definition, trace=trace
+                )
+                if last_stage
+                else outbox.stage_ready(
+                    job.job_id,
+                    job.job_type,
+                    stage_row.stage + 1,
+                    context,
+                    definition=job.definition,
+                    trace=trace,
+                )
+            )
+            await outbox.write(conn, [message])
     return True
 
 
@@ -141,8 +154,9 @@ async def complete_with_summary(
         failed = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
     result = default_summary(job.job_type, stage_summaries, failed)
     job_cur = conn.cursor(row_factory=class_row(JobRow))
-    await job_cur.execute(Q.complete_job, {"job_id": job.job_id, "result": json.dumps(result)})
-    done = await job_cur.fetchone()
+    with job_event("complete job", job):
+        await job_cur.execute(Q.complete_job, {"job_id": job.job_id, "result": json.dumps(result)})
+        done = await job_cur.fetchone()
     if done is None:  # not processing: nothing to complete
         return
     await record_events(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.admin import Admin
 from coremachine.services.state.definitions_store import DefinitionStore
+from coremachine.services.state.diagnosis import Diagnoser
 from coremachine.services.state.event_feed import EventFeed
 from coremachine.services.state.janitor import Janitor
+from coremachine.services.state.metrics import QueueGauges, StateMetrics
 from coremachine.services.state.outbox import Outbox, OutboxRelay
 from coremachine.services.state.schema import LEDGER, MIGRATIONS_DIR, check_schema, migrate_all
 from coremachine.services.state.servicer import StateServicer
@@ -23,9 +26,11 @@ from coremachine.shared.database_credentials import DatabaseCredentials
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
 from coremachine.shared.health_monitor import DatabaseProbe, HealthMonitor, broker_probe
+from coremachine.shared.metrics import broker_pools
 from coremachine.shared.pg_pool import open_pool
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
+from coremachine.shared.telemetry import Telemetry
 from coremachine.state.v1 import state_pb2_grpc
 
 
@@ -43,6 +48,8 @@ class StateApp:
     database_probe: DatabaseProbe
     credentials: DatabaseCredentials
     secrets: SecretsProvider
+    telemetry: Telemetry
+    queue_gauges: QueueGauges
 
     async def close(self) -> None:
         await self.database_probe.close()
@@ -50,6 +57,14 @@ class StateApp:
         await self.pool.close()
         await self.credentials.close()
         await self.secrets.close()
+        self.telemetry.close()
+
+
+def coremachine_version() -> str:
+    try:
+        return version("coremachine")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def open_credentials(settings: StateSettings) -> tuple[DatabaseCredentials, SecretsProvider]:
@@ -74,6 +89,14 @@ async def current_conninfo(credentials: DatabaseCredentials) -> str:
 
 async def build(settings: StateSettings) -> StateApp:
     """Migrates (if configured), checks the schema, opens pool and broker."""
+    # First: the gRPC server and the stores take their instruments from it.
+    telemetry = Telemetry.start(
+        "state",
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        version=coremachine_version(),
+        broker=settings.broker,
+    )
     credentials, secrets = open_credentials(settings)
     database_url = await current_conninfo(credentials)
     broker_url = settings.broker_database_url or database_url
@@ -99,7 +122,9 @@ async def build(settings: StateSettings) -> StateApp:
     # In direct mode nothing goes through the outbox table: waking the relay
     # after every commit would only cost an empty query per operation.
     poke_relay = (lambda: None) if outbox.direct else relay.notify
-    store = StateStore(pool, outbox, poke_relay)
+    metrics = StateMetrics(telemetry.registry)
+    telemetry.add_pools(lambda: [("state", pool), *broker_pools(broker)])
+    store = StateStore(pool, outbox, poke_relay, metrics)
     janitor = Janitor(
         pool,
         store,
@@ -111,9 +136,12 @@ async def build(settings: StateSettings) -> StateApp:
     )
     feed = EventFeed(lambda: credentials.connect(autocommit=True))
     definitions = DefinitionStore(pool, outbox, poke_relay)
+    workers = WorkerStore(pool)
+    admin = Admin(pool, broker, store, settings)
     server = GrpcServer(
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
+        interceptors=telemetry.server_interceptors(),
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         # Every call needs the database: while it is down, fail them at once.
         refuse_while=("database",),
@@ -129,9 +157,17 @@ async def build(settings: StateSettings) -> StateApp:
     server.add(
         state_pb2_grpc.add_StateServiceServicer_to_server,
         StateServicer(
-            store, Admin(pool, broker, store, settings), feed, definitions, WorkerStore(pool)
+            store,
+            admin,
+            feed,
+            definitions,
+            workers,
+            Diagnoser(pool, store, broker, workers, settings.janitor_interval_seconds),
         ),
         "coremachine.state.v1.StateService",
+    )
+    gauges = QueueGauges(
+        metrics, broker, store.queues_in_use, workers.list, settings.metrics_queue_seconds
     )
     return StateApp(
         settings,
@@ -146,4 +182,6 @@ async def build(settings: StateSettings) -> StateApp:
         database,
         credentials,
         secrets,
+        telemetry,
+        gauges,
     )

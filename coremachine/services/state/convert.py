@@ -8,6 +8,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coremachine.common.v1 import common_pb2
+from coremachine.services.state.diagnosis import Diagnosis
 from coremachine.services.state.rows import EventRow, JobRow, StageRow, TaskRow
 from coremachine.services.state.store_models import ClaimedTask, JobView, StageResult
 from coremachine.shared.domain.tasks import WorkerInfo
@@ -134,4 +135,90 @@ def worker_to_proto(worker: WorkerInfo) -> state_pb2.WorkerInfo:
         started_at=_ts(worker.started_at),
         last_seen_at=_ts(worker.last_seen_at),
         state=worker.state,
+    )
+
+
+def diagnosis_to_proto(d: Diagnosis, default_queue: str) -> common_pb2.JobDiagnosis:
+    job = d.view.job
+    s = d.current_stage
+    j = d.janitor
+    return common_pb2.JobDiagnosis(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        status=job_status_to_proto(job.status),
+        stage=job.stage,
+        total_stages=job.total_stages,
+        summary=d.summary,
+        current_stage=common_pb2.DiagnosedStage(
+            stage=s.stage,
+            planned=s.planned,
+            task_count=s.task_count,
+            queued=s.queued,
+            processing=s.processing,
+            completed=s.completed,
+            failed=s.failed,
+            cancelled=s.cancelled,
+            queue=s.queue or (default_queue if s.planned else ""),
+        ),
+        reasons=[common_pb2.DiagnosisReason(code=r.code, message=r.message) for r in d.reasons],
+        unserved_queues=[
+            common_pb2.UnservedQueue(queue=u.queue, stage=u.stage, tasks_waiting=u.tasks_waiting)
+            for u in d.unserved_queues
+        ],
+        retrying=[
+            common_pb2.RetryingTask(
+                task_id=r.task_id,
+                task_index=r.task_index,
+                attempt=r.attempt,
+                due_at=_ts(r.due_at),
+                last_error=r.last_error,
+            )
+            for r in d.retrying
+        ],
+        running=[
+            common_pb2.RunningTask(
+                task_id=r.task_id,
+                task_index=r.task_index,
+                attempt=r.attempt,
+                worker_id=r.worker_id,
+                worker_state=r.worker_state,
+                started_at=_ts(r.started_at),
+                running_seconds=r.running_seconds,
+                lease_expires_at=_ts(r.lease_expires_at),
+            )
+            for r in d.running
+        ],
+        expired_leases=[
+            common_pb2.ExpiredLease(
+                task_id=e.task_id,
+                task_index=e.task_index,
+                worker_id=e.worker_id,
+                worker_state=e.worker_state,
+                lease_expired_at=_ts(e.lease_expired_at),
+            )
+            for e in d.expired_leases
+        ],
+        dead_letters=[
+            common_pb2.DeadLetterRef(
+                queue=x.queue,
+                sequence=x.sequence,
+                message_id=x.message_id,
+                task_id=x.task_id,
+                reason=x.reason,
+                description=x.description,
+            )
+            for x in d.dead_letters
+        ],
+        janitor=common_pb2.JanitorSweep(
+            holder=j.holder,
+            started_at=_ts(j.started_at),
+            finished_at=_ts(j.finished_at),
+            error=j.error,
+            leases_reclaimed=j.leases_reclaimed,
+            stages_advanced=j.stages_advanced,
+            overdue=j.overdue,
+        ),
+        diagnosed_at=_ts(d.diagnosed_at),
+        dead_letters_scanned=d.dead_letters_scanned,
+        definition_served=d.definition_served,
     )

@@ -19,6 +19,7 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.events import NewEvent, append_events
+from coremachine.services.state.job_traces import publishing
 from coremachine.services.state.locks import lock_job
 from coremachine.services.state.outbox import Outbox
 from coremachine.services.state.rows import JobRow
@@ -124,10 +125,15 @@ class DefinitionStore:
             cur = await conn.execute(Q.definition_served, {"definition": definition})
             row = await cur.fetchone()
             if row is not None and row[0]:
-                await self.outbox.write(
-                    conn,
-                    [self.outbox.resend(message_id, body, job_id, RESEND_DELAY_SECONDS)],
-                )
+                with publishing(job.trace_context, self.outbox.jobs_queue, 1) as trace:
+                    await self.outbox.write(
+                        conn,
+                        [
+                            self.outbox.resend(
+                                message_id, body, job_id, RESEND_DELAY_SECONDS, trace=trace
+                            )
+                        ],
+                    )
                 parked = False
                 reason = ""
             else:
@@ -185,7 +191,8 @@ class DefinitionStore:
             cur2 = await conn.execute(Q.release_parked_of_job, {"job_id": job_id})
             parked = await cur2.fetchall()
             await self._send_on(
-                conn, [(m, j, _with_definition(bytes(b), definition)) for m, j, b in parked]
+                conn,
+                [(m, j, _with_definition(bytes(b), definition), t) for m, j, b, t in parked],
             )
             await append_events(
                 conn,
@@ -202,14 +209,17 @@ class DefinitionStore:
         return rebased, len(parked)
 
     async def _send_on(
-        self, conn: psycopg.AsyncConnection[Any], released: Sequence[tuple[str, str, Any]]
+        self, conn: psycopg.AsyncConnection[Any], released: Sequence[tuple[str, str, Any, Any]]
     ) -> None:
+        """Sends released parked messages on, each continuing its job's trace."""
         if not released:
             return
-        await self.outbox.write(
-            conn, [self.outbox.resend(m, bytes(body), job_id) for m, job_id, body in released]
-        )
-        job_ids = sorted({job_id for _, job_id, _ in released})
+        messages = []
+        for message_id, job_id, body, trace_context in released:
+            with publishing(trace_context, self.outbox.jobs_queue, 1) as trace:
+                messages.append(self.outbox.resend(message_id, bytes(body), job_id, trace=trace))
+        await self.outbox.write(conn, messages)
+        job_ids = sorted({job_id for _, job_id, _, _ in released})
         # Key order, as every writer of jobs rows locks them (see locks.py).
         await conn.execute(Q.lock_jobs, {"job_ids": job_ids})
         cur = await conn.execute(Q.set_job_waiting, {"job_ids": job_ids, "waiting": None})

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
@@ -32,6 +33,7 @@ from coremachine.services.state.outbox import OutboxRelay
 from coremachine.services.state.sql import Q
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import Outcome
+from coremachine.shared import tracing
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +101,25 @@ class Janitor:
             assert row is not None
             run_id = row[0]
         error = None
+        metrics = self.store.metrics
         try:
-            await self._reclaim_leases(report)
-            await self._advance_stalled(report)
-            report.outbox_relayed = await self.relay.relay_once()
-            await self._time_out_jobs(report)
-            await self._resend_lost_messages(report)
+            # Its own trace: what it does for a job continues that job's trace,
+            # linked to this sweep (shared/tracing.job_span).
+            with tracing.span("janitor sweep", attributes={"coremachine.janitor.run": run_id}):
+                await self._reclaim_leases(report)
+                await self._advance_stalled(report)
+                report.outbox_relayed = await self.relay.relay_once()
+                await self._time_out_jobs(report)
+                await self._resend_lost_messages(report)
         except Exception as exc:
             error = repr(exc)
+            metrics.janitor_sweeps.labels("error").inc()
             raise
+        else:
+            metrics.janitor_sweeps.labels("ok").inc()
+            metrics.leases_reclaimed.inc(report.leases_reclaimed)
         finally:
+            metrics.janitor_last_sweep.set(time.time())
             async with self.pool.connection() as conn:
                 await conn.execute(
                     Q.finish_janitor_run,

@@ -16,12 +16,14 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import psycopg
+from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.sql import Q
+from coremachine.shared import tracing
 from coremachine.shared.broker import Broker, OutgoingMessage
 from coremachine.shared.brokers.postgres import enqueue_in_transaction
 from coremachine.shared.messages import FinalizeJob, JobContext, StageReady, TaskMessage
@@ -74,20 +76,36 @@ class Outbox:
         context: JobContext | None = None,
         *,
         definition: str,
+        trace: Mapping[str, str] | None = None,
     ) -> tuple[str, OutgoingMessage]:
         msg = StageReady(
             job_id=job_id, job_type=job_type, stage=stage, context=context, definition=definition
         )
-        return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
+        return self.jobs_queue, _outgoing(
+            msg.message_id, msg.model_dump_json(), trace=trace, job_id=job_id
+        )
 
     def finalize(
-        self, job_id: str, job_type: str, context: JobContext | None = None, *, definition: str
+        self,
+        job_id: str,
+        job_type: str,
+        context: JobContext | None = None,
+        *,
+        definition: str,
+        trace: Mapping[str, str] | None = None,
     ) -> tuple[str, OutgoingMessage]:
         msg = FinalizeJob(job_id=job_id, job_type=job_type, context=context, definition=definition)
-        return self.jobs_queue, _outgoing(msg.message_id, msg.model_dump_json(), job_id=job_id)
+        return self.jobs_queue, _outgoing(
+            msg.message_id, msg.model_dump_json(), trace=trace, job_id=job_id
+        )
 
     def resend(
-        self, message_id: str, body: bytes, job_id: str, delay_seconds: float = 0.0
+        self,
+        message_id: str,
+        body: bytes,
+        job_id: str,
+        delay_seconds: float = 0.0,
+        trace: Mapping[str, str] | None = None,
     ) -> tuple[str, OutgoingMessage]:
         """A jobs-queue message sent again (a parked one, released): under a new
         id, since Service Bus drops a repeated id within its duplicate window."""
@@ -95,7 +113,8 @@ class Outbox:
             dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
         )
         again = f"{message_id.split(':again:')[0]}:again:{uuid.uuid4().hex[:12]}"
-        return self.jobs_queue, OutgoingMessage(again, body, {"job_id": job_id}, scheduled)
+        properties = {**(trace or {}), "job_id": job_id}
+        return self.jobs_queue, OutgoingMessage(again, body, properties, scheduled)
 
     def task(
         self,
@@ -106,15 +125,31 @@ class Outbox:
         scheduled_at: dt.datetime | None = None,
         *,
         queue: str | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> tuple[str, OutgoingMessage]:
         """A task's message, on its stage's queue (None: the TASKS_QUEUE)."""
         msg = TaskMessage(task_id=task_id, job_id=job_id, task_type=task_type, attempt=attempt)
         return queue or self.tasks_queue, _outgoing(
-            msg.message_id, msg.model_dump_json(), scheduled_at, job_id=job_id, task_id=task_id
+            msg.message_id,
+            msg.model_dump_json(),
+            scheduled_at,
+            trace=trace,
+            job_id=job_id,
+            task_id=task_id,
         )
 
 
-def _outgoing(message_id: str, body: str, scheduled_at=None, **properties: str) -> OutgoingMessage:
+def _outgoing(
+    message_id: str,
+    body: str,
+    scheduled_at=None,
+    *,
+    trace: Mapping[str, str] | None = None,
+    **properties: str,
+) -> OutgoingMessage:
+    # `trace`: the W3C traceparent of the span that published it (shared/tracing.py).
+    if trace:
+        properties = {**trace, **properties}
     return OutgoingMessage(
         message_id=message_id, body=body.encode(), properties=properties, scheduled_at=scheduled_at
     )
@@ -153,7 +188,21 @@ class OutboxRelay:
                     OutgoingMessage(message_id, bytes(body), properties, scheduled_at)
                 )
             for queue, messages in by_queue.items():
-                await self.broker.send(queue, messages)
+                # A batch of many jobs' messages: its own span, linked to each
+                # message's publisher (the messages keep their trace context).
+                with tracing.span(
+                    f"send {queue}",
+                    kind=SpanKind.PRODUCER,
+                    attributes=tracing.messaging_attributes("send", queue, len(messages))
+                    if tracing.enabled()
+                    else None,
+                    links=tracing.links_to(
+                        [m.properties.get(tracing.TRACEPARENT) for m in messages]
+                    )
+                    if tracing.enabled()
+                    else (),
+                ):
+                    await self.broker.send(queue, messages)
             await conn.execute(Q.delete_outbox, {"ids": [row[0] for row in rows]})
         return len(rows)
 

@@ -4,11 +4,12 @@
 -- name: insert_job
 -- A job created with its first stage's tasks starts out processing stage 1.
 INSERT INTO coremachine.jobs
-    (job_id, job_type, parameters, total_stages, metadata, default_result, status, definition)
+    (job_id, job_type, parameters, total_stages, metadata, default_result, status, definition,
+     trace_context)
 VALUES (%(job_id)s, %(job_type)s, %(parameters)s, %(total_stages)s, %(metadata)s,
         %(default_result)s,
         CASE WHEN %(processing)s THEN 'processing' ELSE 'queued' END::coremachine.job_status,
-        %(definition)s)
+        %(definition)s, %(trace_context)s)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING *;
 
@@ -83,8 +84,9 @@ SELECT task_id, status, attempt FROM coremachine.tasks WHERE task_id = ANY(%(tas
 UPDATE coremachine.tasks t
 SET status = 'completed', result_data = o.result, error_details = NULL,
     lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = now(), updated_at = now()
-FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(task_id text, token uuid, result jsonb)
+    completed_at = now(), updated_at = now(), trace_context = coalesce(o.trace, t.trace_context)
+FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+     AS o(task_id text, token uuid, result jsonb, trace text)
 WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
 RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.attempt;
 
@@ -101,14 +103,14 @@ SET status = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attemp
     lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
     completed_at = CASE WHEN o.retryable AND t.attempt - t.attempt_base < s.max_attempts
                         THEN NULL ELSE now() END,
-    updated_at = now()
+    updated_at = now(), trace_context = coalesce(o.trace, t.trace_context)
 FROM jsonb_to_recordset(%(outcomes)s::jsonb)
-     AS o(task_id text, token uuid, error text, retryable bool),
+     AS o(task_id text, token uuid, error text, retryable bool, trace text),
      coremachine.job_stages s
 WHERE t.task_id = o.task_id AND t.lease_token = o.token AND t.status = 'processing'
   AND s.job_id = t.job_id AND s.stage = t.stage
 RETURNING t.task_id, t.job_id, t.task_type, t.stage, t.task_index, t.status, t.attempt,
-          t.error_details, s.backoff_base_ms, s.backoff_max_ms, s.queue;
+          t.error_details, s.backoff_base_ms, s.backoff_max_ms, s.queue, o.trace;
 
 -- name: count_into_stages
 -- The O(1) barrier: one UPDATE per (job, stage) touched by the batch.
@@ -261,6 +263,14 @@ ON CONFLICT (name) DO UPDATE
 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
 WHERE coremachine.leases.holder = EXCLUDED.holder OR coremachine.leases.expires_at < now()
 RETURNING holder;
+
+-- name: stage_task_traces
+-- The trace contexts of a stage's tasks (their last reported attempts), for
+-- the links of the stage advancement's span; read only when tracing is on.
+SELECT trace_context FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND stage = %(stage)s AND trace_context IS NOT NULL
+ORDER BY task_index
+LIMIT %(limit)s;
 
 -- name: expired_leases
 SELECT task_id, lease_token FROM coremachine.tasks
@@ -447,6 +457,10 @@ WITH reported AS (
 )
 SELECT task_id, job_id, stage, progress FROM reported;
 
+-- name: running_stage_queues
+-- Queues (worker pools) of running stages, for the queue metrics.
+SELECT DISTINCT queue FROM coremachine.job_stages WHERE status = 'running' AND queue IS NOT NULL;
+
 -- name: live_queues
 -- Queues some live worker consumes.
 SELECT DISTINCT unnest(queues) FROM coremachine.workers
@@ -504,14 +518,18 @@ SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators
                WHERE expires_at > now() AND %(definition)s = ANY(definitions));
 
 -- name: release_parked_for
--- Parked messages some of these definitions serve, taken out to be sent again.
-DELETE FROM coremachine.parked_messages
-WHERE definition = ANY(%(definitions)s::text[])
-RETURNING message_id, job_id, body;
+-- Parked messages some of these definitions serve, taken out to be sent again
+-- (with their job's trace context, which the parked body does not carry).
+DELETE FROM coremachine.parked_messages p
+USING coremachine.jobs j
+WHERE p.definition = ANY(%(definitions)s::text[]) AND j.job_id = p.job_id
+RETURNING p.message_id, p.job_id, p.body, j.trace_context;
 
 -- name: release_parked_of_job
-DELETE FROM coremachine.parked_messages WHERE job_id = %(job_id)s
-RETURNING message_id, job_id, body;
+DELETE FROM coremachine.parked_messages p
+USING coremachine.jobs j
+WHERE p.job_id = %(job_id)s AND j.job_id = p.job_id
+RETURNING p.message_id, p.job_id, p.body, j.trace_context;
 
 -- name: park_message
 INSERT INTO coremachine.parked_messages (message_id, job_id, job_type, definition, body, reason)
@@ -529,3 +547,46 @@ SET definition = %(definition)s, total_stages = %(total_stages)s,
     default_result = %(default_result)s, waiting = NULL, updated_at = now()
 WHERE job_id = %(job_id)s
 RETURNING *;
+
+-- name: live_orchestrators
+SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators WHERE expires_at > now());
+
+-- name: retrying_tasks
+-- Diagnosis: a stage's tasks queued for a retry (not a first attempt, nor a
+-- redrive's first), with when their retry message is due: the
+-- task_retrying event that scheduled the attempt says after what delay.
+SELECT t.task_id, t.task_index, t.attempt, t.error_details,
+       e.created_at + make_interval(secs => coalesce((e.data->>'delay_s')::float8, 0)) AS due_at
+FROM coremachine.tasks t
+LEFT JOIN LATERAL (
+    SELECT ev.created_at, ev.data FROM coremachine.job_events ev
+    WHERE ev.job_id = t.job_id AND ev.task_id = t.task_id AND ev.event_type = 'task_retrying'
+      AND (ev.data->>'attempt')::int = t.attempt
+    ORDER BY ev.seq DESC LIMIT 1
+) e ON true
+WHERE t.job_id = %(job_id)s AND t.stage = %(stage)s AND t.status = 'queued'
+  AND t.attempt > t.attempt_base + 1
+ORDER BY due_at NULLS LAST, t.task_index
+LIMIT %(limit)s;
+
+-- name: running_tasks
+-- Diagnosis: a job's running tasks, the earliest started first (started_at is
+-- the first attempt's; `retried` says when the attempt's own start is needed).
+SELECT task_id, task_index, attempt, coalesce(lease_owner, ''), started_at, lease_expires_at,
+       attempt > attempt_base + 1 AS retried
+FROM coremachine.tasks
+WHERE job_id = %(job_id)s AND status = 'processing'
+ORDER BY lease_expires_at, started_at, task_index
+LIMIT %(limit)s;
+
+-- name: attempt_starts
+-- When the current attempt of these tasks started (their last task_started event).
+SELECT DISTINCT ON (task_id) task_id, created_at
+FROM coremachine.job_events
+WHERE job_id = %(job_id)s AND event_type = 'task_started' AND task_id = ANY(%(task_ids)s::text[])
+ORDER BY task_id, seq DESC;
+
+-- name: last_janitor_run
+SELECT holder, started_at, finished_at, actions, error FROM coremachine.janitor_runs
+WHERE finished_at IS NOT NULL
+ORDER BY run_id DESC LIMIT 1;

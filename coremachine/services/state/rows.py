@@ -30,6 +30,8 @@ class JobRow:
     definition: str
     # Why the job does not move (a parked message), if something holds it.
     waiting: str | None
+    # W3C traceparent of the job's trace (shared/tracing.py), if traced.
+    trace_context: str | None
 
 
 @dataclass(slots=True)
@@ -84,6 +86,8 @@ class TaskRow:
     progress: dict[str, Any] | None
     # When the janitor last re-sent its lost message.
     resent_at: dt.datetime | None
+    # W3C traceparent of the task's last reported attempt, if traced.
+    trace_context: str | None
     # From the task's stage (retry budget); listed with each task.
     max_attempts: int
 

@@ -16,6 +16,7 @@ from coremachine.common.v1 import common_pb2
 from coremachine.services.state import convert
 from coremachine.services.state.admin import Admin
 from coremachine.services.state.definitions_store import DefinitionStore
+from coremachine.services.state.diagnosis import Diagnoser
 from coremachine.services.state.event_feed import EventFeed, Level
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
@@ -87,12 +88,14 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         feed: EventFeed | None = None,
         definitions: DefinitionStore | None = None,
         workers: WorkerStore | None = None,
+        diagnoser: Diagnoser | None = None,
     ) -> None:
         self.store = store
         self.admin = admin
         self.feed = feed
         self.definitions = definitions or DefinitionStore(store.pool, store.outbox)
         self.workers = workers or WorkerStore(store.pool)
+        self.diagnoser = diagnoser
 
     def _job(self, view: JobView) -> common_pb2.Job:
         return convert.job_to_proto(view, self.store.outbox.tasks_queue)
@@ -286,6 +289,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                 _text(o.result_json, "outcomes.result_json") if o.result_json else None,
                 o.error,
                 o.retryable,
+                o.trace_context[:256],
             )
             for o in request.outcomes
         ]
@@ -401,6 +405,17 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             raise InvalidArgument("include_gone_seconds must be >= 0", "include_gone_seconds")
         workers = await self.workers.list(request.include_gone_seconds)
         return state_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
+
+    @map_errors
+    async def DiagnoseJob(self, request, context):
+        if self.diagnoser is None:  # built by bootstrap; here for servicers built without one
+            self.diagnoser = Diagnoser(
+                self.store.pool, self.store, self.admin.broker, self.workers, 5.0
+            )
+        diagnosis = await self.diagnoser.diagnose(_require(request.job_id, "job_id"))
+        return state_pb2.DiagnoseJobResponse(
+            diagnosis=convert.diagnosis_to_proto(diagnosis, self.store.outbox.tasks_queue)
+        )
 
     @map_errors
     async def ReleaseTasks(self, request, context):

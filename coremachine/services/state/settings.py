@@ -18,6 +18,9 @@ class StateSettings(CommonSettings):
     )
     secrets_cache_seconds: float = Field(300.0, gt=0, validation_alias="SECRETS_CACHE_SECONDS")
     grpc_port: int = Field(50061, ge=0, le=65535, validation_alias="STATE_GRPC_PORT")
+    metrics_port: int = Field(9461, ge=0, le=65535, validation_alias="STATE_METRICS_PORT")
+    # How often the queue gauges (depth, oldest message, dead letters) are read.
+    metrics_queue_seconds: float = Field(15.0, gt=0, validation_alias="STATE_METRICS_QUEUE_SECONDS")
     pool_max_size: int = Field(10, ge=2, validation_alias="STATE_POOL_MAX_SIZE")
     # Backpressure: a request waits at most this long for a pooled
     # connection (then UNAVAILABLE), and at most this many may wait (the

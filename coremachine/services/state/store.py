@@ -21,6 +21,7 @@ from psycopg.rows import class_row
 
 from coremachine.services.state.barrier import cancel_unfinished, evaluate_stage, fail_job_locked
 from coremachine.services.state.events import JOB_END_EVENTS, NewEvent, append_events
+from coremachine.services.state.job_traces import creating, job_event, publishing
 from coremachine.services.state.locks import (
     fetch_job,
     lock_job,
@@ -86,6 +87,39 @@ class StateStore(TaskStore):
             raise InvalidArgument("total_stages must be at least 1", "total_stages")
         if first_stage is not None:
             _check_task_indexes(first_stage.total_tasks, first_stage.tasks)
+        with creating(job_id, job_type) as trace_context:
+            job, view = await self._insert_job(
+                job_id,
+                job_type,
+                parameters,
+                total_stages,
+                metadata,
+                first_stage,
+                default_result,
+                definition,
+                trace_context,
+            )
+        if job is None:
+            return await self.get_job(job_id), False  # a resubmit: the job as it is
+        self.metrics.jobs_created.labels(job_type).inc()
+        self._poke_relay()
+        # The rows the statements returned are the job as committed; an empty
+        # first stage completed at once and changed them: read it back then.
+        return view or await self.get_job(job_id), True
+
+    async def _insert_job(
+        self,
+        job_id: str,
+        job_type: str,
+        parameters: dict[str, Any],
+        total_stages: int,
+        metadata: dict[str, Any],
+        first_stage: StageTasks | None,
+        default_result: bool,
+        definition: str,
+        trace_context: str | None,
+    ) -> tuple[JobRow | None, JobView | None]:
+        """create_job's transaction: the job row (None if it existed) and its view."""
         async with self._transaction() as conn:
             cur = conn.cursor(row_factory=class_row(JobRow))
             await cur.execute(
@@ -99,6 +133,7 @@ class StateStore(TaskStore):
                     "default_result": default_result,
                     "processing": first_stage is not None,
                     "definition": definition,
+                    "trace_context": trace_context,
                 },
             )
             job = await cur.fetchone()
@@ -107,10 +142,15 @@ class StateStore(TaskStore):
                 events = [NewEvent(job_id, "job_created", data={"job_type": job_type})]
                 view = JobView(job, [])
                 if first_stage is None:
-                    await self.outbox.write(
-                        conn,
-                        [self.outbox.stage_ready(job_id, job_type, 1, definition=definition)],
-                    )
+                    with publishing(trace_context, self.outbox.jobs_queue, 1) as trace:
+                        await self.outbox.write(
+                            conn,
+                            [
+                                self.outbox.stage_ready(
+                                    job_id, job_type, 1, definition=definition, trace=trace
+                                )
+                            ],
+                        )
                 else:
                     # The row inserted above is this transaction's: already locked.
                     created = await self._create_stage_tasks_locked(
@@ -124,12 +164,7 @@ class StateStore(TaskStore):
                     )
                     view = created.view
                 await append_events(conn, events)
-        if job is None:
-            return await self.get_job(job_id), False  # a resubmit: the job as it is
-        self._poke_relay()
-        # The rows the statements returned are the job as committed; an empty
-        # first stage completed at once and changed them: read it back then.
-        return view or await self.get_job(job_id), True
+        return job, view
 
     async def get_job(self, job_id: str) -> JobView:
         # The queries leave before any answer is awaited (pipeline mode: one
@@ -159,6 +194,13 @@ class StateStore(TaskStore):
             if s.status == StageStatus.RUNNING and s.remaining > 0
         ]
         return "; ".join(r for r in (job.waiting or "", unserved_queue_reason(pending, live)) if r)
+
+    async def queues_in_use(self) -> set[str]:
+        """The jobs and tasks queues, and the queues of running stages."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q.running_stage_queues)
+            rows = await cur.fetchall()
+        return {self.outbox.jobs_queue, self.outbox.tasks_queue, *(row[0] for row in rows)}
 
     async def list_jobs(
         self, status: str | None, job_type: str | None, limit: int, page_token: str
@@ -193,30 +235,38 @@ class StateStore(TaskStore):
     async def complete_job(self, job_id: str, result: Any) -> tuple[JobView, bool]:
         """Stores the final result; only a processing job whose last stage ended."""
         async with self._transaction() as conn:
-            await lock_job(conn, job_id)
+            job = await lock_job(conn, job_id)
             cur = conn.cursor(row_factory=class_row(JobRow))
-            await cur.execute(Q.complete_job, {"job_id": job_id, "result": json.dumps(result)})
-            done = await cur.fetchone()
+            with job_event("complete job", job):
+                await cur.execute(Q.complete_job, {"job_id": job_id, "result": json.dumps(result)})
+                done = await cur.fetchone()
             if done is not None:
                 await append_events(
                     conn, [NewEvent(job_id, "job_completed", data={"status": done.status})]
                 )
+        if done is not None:
+            self.metrics.jobs_finished.labels(done.job_type, done.status).inc()
         return await self.get_job(job_id), done is not None
 
     async def fail_job(self, job_id: str, error: str) -> tuple[JobView, bool]:
         async with self._transaction() as conn:
-            await lock_job(conn, job_id)
-            changed = await fail_job_locked(conn, job_id, error)
+            job = await lock_job(conn, job_id)
+            with job_event("fail job", job):
+                changed = await fail_job_locked(conn, job_id, error)
+        if changed:
+            self.metrics.jobs_finished.labels(job.job_type, JobStatus.FAILED.value).inc()
         return await self.get_job(job_id), changed
 
     async def cancel_job(self, job_id: str, reason: str) -> tuple[JobView, bool]:
         """Cancels a queued or running job: its unfinished tasks are cancelled,
         claims of them are refused and late outcomes rejected."""
         async with self._transaction() as conn:
-            await lock_job(conn, job_id)
-            cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
-            changed = await cur.fetchone() is not None
+            job = await lock_job(conn, job_id)
+            with job_event("cancel job", job):
+                cur = await conn.execute(Q.cancel_job, {"job_id": job_id, "reason": reason})
+                changed = await cur.fetchone() is not None
             if changed:
+                self.metrics.jobs_finished.labels(job.job_type, JobStatus.CANCELLED.value).inc()
                 await conn.execute(Q.cancel_running_stages, {"job_id": job_id})
                 cancelled = await cancel_unfinished(conn, job_id)
                 await append_events(
@@ -256,16 +306,25 @@ class StateStore(TaskStore):
             reopened: StageRow | None = None
             if stopped is None:
                 # Stopped before the stage was planned: plan it again.
-                messages.append(
-                    self.outbox.stage_ready(job_id, job.job_type, stage, definition=job.definition)
-                )
+                with publishing(job.trace_context, self.outbox.jobs_queue, 1) as trace:
+                    messages.append(
+                        self.outbox.stage_ready(
+                            job_id, job.job_type, stage, definition=job.definition, trace=trace
+                        )
+                    )
             else:
                 cur2 = await conn.execute(
                     Q.requeue_stopped_tasks, {"job_id": job_id, "stage": stage}
                 )
                 rows = await cur2.fetchall()
                 requeued = len(rows)
-                messages += [self.outbox.task(t, job_id, tt, a, queue=q) for t, tt, a, q in rows]
+                queue = (rows[0][3] if rows else None) or self.outbox.tasks_queue
+                # The redriven attempts continue the job's trace, linked to the request.
+                with publishing(job.trace_context, queue, requeued) as trace:
+                    messages += [
+                        self.outbox.task(t, job_id, tt, a, queue=q, trace=trace)
+                        for t, tt, a, q in rows
+                    ]
                 await cur.execute(Q.reopen_stage, {"job_id": job_id, "stage": stage})
                 reopened = await cur.fetchone()
                 assert reopened is not None
@@ -278,6 +337,7 @@ class StateStore(TaskStore):
                 # Nothing to re-run (e.g. cancelled after its last task): advance.
                 job = await fetch_job(conn, job_id)
                 await evaluate_stage(conn, self.outbox, job, reopened, None)
+        self.metrics.jobs_resubmitted.labels(job.job_type).inc()
         self._poke_relay()
         return await self.get_job(job_id), requeued
 
@@ -427,13 +487,18 @@ class StateStore(TaskStore):
             )
             inserted = await cur.fetchall()
             created = len(inserted)
-            await self.outbox.write(
-                conn,
-                [
-                    self.outbox.task(task_id, job_id, task_type, attempt, queue=stage_row.queue)
-                    for task_id, task_type, attempt in inserted
-                ],
-            )
+            queue = stage_row.queue or self.outbox.tasks_queue
+            # One producer span per chunk published: its tasks' consumers continue from it.
+            with publishing(job.trace_context, queue, created) as trace:
+                await self.outbox.write(
+                    conn,
+                    [
+                        self.outbox.task(
+                            task_id, job_id, task_type, attempt, queue=stage_row.queue, trace=trace
+                        )
+                        for task_id, task_type, attempt in inserted
+                    ],
+                )
         if total_tasks == 0:
             # An empty stage completes at once (and the rows read above change).
             completed = await evaluate_stage(conn, self.outbox, job, stage_row, None, events)
@@ -470,6 +535,7 @@ class StateStore(TaskStore):
             assert recounted is not None
             advanced = await evaluate_stage(conn, self.outbox, job, recounted, None)
         if advanced:
+            self.metrics.stage_completed(job.job_id, job.job_type, stage, job.total_stages)
             self._poke_relay()
         return advanced
 

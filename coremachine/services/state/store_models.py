@@ -91,6 +91,8 @@ class Outcome:
     result_json: str | None = None
     error: str = ""
     retryable: bool = True
+    # The traceparent of the attempt's span (the stage advancement links to it).
+    trace_context: str = ""
 
 
 @dataclass(slots=True)

@@ -18,8 +18,10 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from coremachine.services.state.barrier import evaluate_stage
-from coremachine.services.state.events import NewEvent, append_events
+from coremachine.services.state.events import JOB_END_EVENTS, NewEvent, append_events
+from coremachine.services.state.job_traces import publishing
 from coremachine.services.state.locks import fetch_job, lock_jobs_of
+from coremachine.services.state.metrics import StateMetrics
 from coremachine.services.state.outbox import Outbox
 from coremachine.services.state.rows import StageRow, TaskRow
 from coremachine.services.state.sql import Q
@@ -59,10 +61,12 @@ class TaskStore:
         pool: AsyncConnectionPool,
         outbox: Outbox,
         on_outbox_written: Callable[[], None] = lambda: None,
+        metrics: StateMetrics | None = None,
     ) -> None:
         self.pool = pool
         self.outbox = outbox
         self._poke_relay = on_outbox_written
+        self.metrics = metrics or StateMetrics()
 
     async def claim_tasks(
         self, worker_id: str, lease_seconds: int, claims: Sequence[Claim]
@@ -85,6 +89,9 @@ class TaskStore:
                 },
             )
             granted = {t.task_id: t for t in await cur.fetchall()}
+        # Metrics only, outside the statement: the first claim of a stage this
+        # process advanced observes the advancement's lag.
+        self.metrics.claimed((t.job_id, t.stage) for t in granted.values())
         refused = [c for c in claims if c.task_id not in granted]
         reasons = await self._refusal_reasons(refused) if refused else {}
         return [
@@ -142,7 +149,11 @@ class TaskStore:
                         "outcomes": records_with_raw(
                             (
                                 (
-                                    {"task_id": o.task_id, "token": o.lease_token},
+                                    {
+                                        "task_id": o.task_id,
+                                        "token": o.lease_token,
+                                        "trace": o.trace_context or None,
+                                    },
                                     o.result_json or "null",
                                 )
                                 for o in ok
@@ -168,6 +179,7 @@ class TaskStore:
                                 "token": o.lease_token,
                                 "error": o.error[:8000],
                                 "retryable": o.retryable,
+                                "trace": o.trace_context or None,
                             }
                             for o in bad
                         ),
@@ -185,14 +197,31 @@ class TaskStore:
                     base_ms,
                     max_ms,
                     queue,
+                    attempt_trace,
                 ) in await cur.fetchall():
                     if status == TaskStatus.QUEUED:
                         statuses[task_id] = "retrying"
                         delay = backoff_seconds(attempt - 1, base_ms, max_ms)
                         at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-                        retries.append(
-                            self.outbox.task(task_id, job_id, task_type, attempt, at, queue=queue)
-                        )
+                        # The next attempt continues from the failed one (or, for
+                        # a reclaimed lease, from the job's trace).
+                        with publishing(
+                            jobs[job_id].trace_context,
+                            queue or self.outbox.tasks_queue,
+                            1,
+                            parent_trace=attempt_trace,
+                        ) as trace:
+                            retries.append(
+                                self.outbox.task(
+                                    task_id,
+                                    job_id,
+                                    task_type,
+                                    attempt,
+                                    at,
+                                    queue=queue,
+                                    trace=trace,
+                                )
+                            )
                         events.append(
                             NewEvent(
                                 job_id,
@@ -249,6 +278,13 @@ class TaskStore:
                         wrote_outbox = True
             # Every event of the batch (tasks, stages, job) in one statement.
             await append_events(conn, events)
+        for job_id, stage in completed_stages:
+            job = jobs[job_id]
+            self.metrics.stage_completed(job_id, job.job_type, stage, job.total_stages)
+        for event in events:
+            if event.event_type in JOB_END_EVENTS:
+                status = event.data.get("status", "failed")
+                self.metrics.jobs_finished.labels(jobs[event.job_id].job_type, status).inc()
         if wrote_outbox:
             self._poke_relay()
         results = [

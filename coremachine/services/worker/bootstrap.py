@@ -9,6 +9,7 @@ from coremachine.app import AppError
 from coremachine.app._registry import Registry, load_registry
 from coremachine.services.worker.claim_check import TaskPayloads
 from coremachine.services.worker.consumer import TaskConsumer
+from coremachine.services.worker.metrics import WorkerMetrics
 from coremachine.services.worker.presence import Presence
 from coremachine.services.worker.settings import WorkerSettings
 from coremachine.shared.blobstore import BlobStore
@@ -18,7 +19,9 @@ from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
 from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
+from coremachine.shared.metrics import broker_pools
 from coremachine.shared.state_clients.grpc import GrpcStateClient
+from coremachine.shared.telemetry import Telemetry
 
 
 def coremachine_version() -> str:
@@ -37,12 +40,14 @@ class WorkerApp:
     state: GrpcStateClient
     blobs: BlobStore
     registry: Registry
+    telemetry: Telemetry
     health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
         await self.state.close()
         await self.blobs.close()
+        self.telemetry.close()
 
 
 async def build(settings: WorkerSettings) -> WorkerApp:
@@ -55,10 +60,24 @@ async def build(settings: WorkerSettings) -> WorkerApp:
             "the loaded apps define no task handler for this worker to run"
             f" (apps: {', '.join(a.name for a in registry.apps)})"
         )
+    telemetry = Telemetry.start(
+        "worker",
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        version=coremachine_version(),
+        broker=settings.broker,
+        instance=settings.worker_id,
+    )
     state = GrpcStateClient(
-        open_channel(settings.state_address, tls=TlsConfig.from_settings(settings))
+        open_channel(
+            settings.state_address,
+            tls=TlsConfig.from_settings(settings),
+            interceptors=telemetry.client_interceptors(),
+        )
     )
     broker = await open_broker(settings)
+    telemetry.add_pools(lambda: broker_pools(broker))
+    metrics = WorkerMetrics(telemetry.registry)
     payloads, blobs = TaskPayloads.from_settings(settings)
     consumer = TaskConsumer(
         broker,
@@ -76,7 +95,9 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         payloads=payloads,
         threads=settings.threads,
         unknown_task_deliveries=settings.unknown_task_deliveries,
+        metrics=metrics,
     )
+    metrics.watch_load(lambda: len(consumer.in_flight), settings.concurrency)
     presence = Presence(
         state,
         worker_id=settings.worker_id,
@@ -91,6 +112,7 @@ async def build(settings: WorkerSettings) -> WorkerApp:
     server = GrpcServer(
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
+        interceptors=telemetry.server_interceptors(),
         max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     health = HealthMonitor(
@@ -101,4 +123,4 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         },
         interval=settings.health_probe_seconds,
     )
-    return WorkerApp(server, consumer, presence, broker, state, blobs, registry, health)
+    return WorkerApp(server, consumer, presence, broker, state, blobs, registry, telemetry, health)

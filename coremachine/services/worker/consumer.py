@@ -22,12 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
+import datetime as dt
 import functools
 import logging
+import time
+from collections import Counter as Tally
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
 from coremachine.app import PermanentError, TaskContext, TaskType
@@ -35,12 +40,20 @@ from coremachine.app._errors import is_retryable
 from coremachine.services.worker.claim_check import TaskPayloads
 from coremachine.services.worker.inflight import InFlight
 from coremachine.services.worker.leases import LeaseKeeper
+from coremachine.services.worker.metrics import WorkerMetrics
 from coremachine.services.worker.previous_results import PreviousResults
 from coremachine.services.worker.runtime import WorkerRuntime
+from coremachine.shared import tracing
 from coremachine.shared.blobstore import BlobStore
 from coremachine.shared.broker import Broker, LockLostError, ReceivedMessage
 from coremachine.shared.consuming import receive_or_stop
-from coremachine.shared.domain.tasks import ClaimResult, TaskClaim, TaskLease, TaskOutcome
+from coremachine.shared.domain.tasks import (
+    ClaimResult,
+    OutcomeAck,
+    TaskClaim,
+    TaskLease,
+    TaskOutcome,
+)
 from coremachine.shared.errors import InvalidArgument
 from coremachine.shared.logging_setup import log_context
 from coremachine.shared.messages import TaskMessage
@@ -72,7 +85,9 @@ class TaskConsumer:
         payloads: TaskPayloads,
         threads: int = 32,
         unknown_task_deliveries: int = 5,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
         self.broker = broker
         self.queues = list(queues)
         self.state = state
@@ -170,13 +185,34 @@ class TaskConsumer:
             runnable.append((message, decoded))
         if not runnable:
             return
-        results = await self._claim(runnable)
+        queue = runnable[0][0].queue
+        # A batch of claims (many jobs' tasks): its own span, linked to each message's publisher.
+        with tracing.span(
+            f"receive {queue}",
+            kind=SpanKind.CONSUMER,
+            attributes=tracing.messaging_attributes("receive", queue, len(runnable))
+            if tracing.enabled()
+            else None,
+            links=tracing.links_to([m.properties.get(tracing.TRACEPARENT) for m, _ in runnable])
+            if tracing.enabled()
+            else (),
+        ):
+            started = time.perf_counter()
+            results = await self._claim(runnable)
+            self.metrics.claim_latency.labels(queue).observe(time.perf_counter() - started)
+        now = dt.datetime.now(dt.UTC)
         duplicates = []
+        started_tasks: Tally[tuple[str, ...]] = Tally()
         for (message, decoded), result in zip(runnable, results, strict=True):
             if result is None:
                 continue  # settled by _claim
             if result.task is not None:
-                self._start(InFlight(message, result.task))
+                task = result.task
+                started_tasks[(task.job_type, task.task_type, message.queue)] += 1
+                self.metrics.child(self.metrics.queue_wait, task.task_type, message.queue).observe(
+                    max((now - message.enqueued_at).total_seconds(), 0.0)
+                )
+                self._start(InFlight(message, task))
             elif result.reason == "unknown_task":
                 await self._dead_letter(message, "UnknownTask", f"no task {decoded.task_id}")
             else:
@@ -187,6 +223,7 @@ class TaskConsumer:
                     result.reason,
                 )
                 duplicates.append(message)
+        self.metrics.add(self.metrics.started, started_tasks)
         await self._settle(self.broker.complete(duplicates))
 
     async def _claim(
@@ -246,15 +283,73 @@ class TaskConsumer:
 
     async def _execute(self, entry: InFlight) -> None:
         task = entry.task
-        with log_context(job_id=task.job_id, task_id=task.task_id):
+        started = time.perf_counter()
+        with (
+            log_context(job_id=task.job_id, task_id=task.task_id),
+            self._attempt_span(entry) as span,
+        ):
+            if span is not None:
+                entry.trace_context = tracing.current_traceparent()
             try:
                 outcome = await self._attempt(entry)
             except asyncio.CancelledError:
                 if entry.outcome is not None:
+                    self._observe_attempt(entry, span, started)
                     return  # timed out by the lease loop, which reported it
                 raise
             if entry.outcome is None:
                 self._finish(entry, outcome)
+            self._observe_attempt(entry, span, started)
+
+    def _attempt_span(self, entry: InFlight) -> contextlib.AbstractContextManager[Any]:
+        """The attempt's span, continuing the trace its message carries; the
+        handler's own spans nest under it (sync handlers too: they run in a
+        copy of this context)."""
+        if not tracing.enabled():
+            return contextlib.nullcontext(None)
+        task, message = entry.task, entry.message
+        # Few attributes: each costs on every attempt (the worker's id is the
+        # resource's service.instance.id).
+        attributes = {
+            **tracing.messaging_attributes("process", message.queue),
+            "messaging.message.id": message.message_id,
+            "coremachine.job.id": task.job_id,
+            "coremachine.job.type": task.job_type,
+            "coremachine.task.id": task.task_id,
+            "coremachine.task.type": task.task_type,
+            "coremachine.task.index": task.task_index,
+            "coremachine.task.attempt": task.attempt,
+            "coremachine.stage": task.stage,
+        }
+        if tracing.record_parameters():
+            attributes["coremachine.task.parameters"] = task.parameters_json[:4096].decode(
+                errors="replace"
+            )
+        return tracing.span(
+            f"run {task.task_type}",
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            parent_ctx=tracing.context_of_message(message.properties),
+        )
+
+    def _observe_attempt(self, entry: InFlight, span: Any, started: float) -> None:
+        task, queue = entry.task, entry.message.queue
+        self.metrics.child(self.metrics.duration, task.job_type, task.task_type, queue).observe(
+            time.perf_counter() - started
+        )
+        if span is None or entry.outcome is None:
+            return
+        outcome = entry.outcome
+        span.set_attribute(
+            "coremachine.task.outcome",
+            "succeeded"
+            if outcome.succeeded
+            else "failed"
+            if outcome.retryable
+            else "failed_permanently",
+        )
+        if not outcome.succeeded:
+            span.set_status(Status(StatusCode.ERROR, outcome.error[:500]))
 
     async def _attempt(self, entry: InFlight) -> TaskOutcome:
         task = entry.task
@@ -326,6 +421,11 @@ class TaskConsumer:
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _finish(self, entry: InFlight, outcome: TaskOutcome) -> None:
+        if tracing.enabled() and not outcome.trace_context:
+            # The attempt's span (current here, or in _time_out the entry's).
+            traceparent = entry.trace_context or tracing.current_traceparent()
+            if traceparent:
+                outcome = dataclasses.replace(outcome, trace_context=traceparent)
         entry.outcome = outcome
         self._outcomes.put_nowait(entry)
 
@@ -370,7 +470,20 @@ class TaskConsumer:
         delay = 0.2
         while True:
             try:
-                acks = await self.state.complete_tasks(outcomes)
+                started = time.perf_counter()
+                # A batch of many jobs' outcomes: its own span, linked to each attempt.
+                with tracing.span(
+                    "report outcomes",
+                    kind=SpanKind.CLIENT,
+                    attributes={"coremachine.outcomes": len(outcomes)}
+                    if tracing.enabled()
+                    else None,
+                    links=tracing.links_to([o.trace_context for o in outcomes])
+                    if tracing.enabled()
+                    else (),
+                ):
+                    acks = await self.state.complete_tasks(outcomes)
+                self.metrics.report_latency.observe(time.perf_counter() - started)
                 break
             except InvalidArgument as exc:
                 await self._report_refused(batch, exc)
@@ -390,6 +503,7 @@ class TaskConsumer:
                 log.warning("reporting outcomes failed (%s); retrying", _short(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._count(batch, acks)
         stale = [a.task_id for a in acks if not a.accepted]
         if stale:
             log.info("state rejected stale outcomes for %s", stale[:10])
@@ -418,6 +532,29 @@ class TaskConsumer:
         log.error("the state service refused the outcome of %s: %s", entry.task_id, exc)
         self._release_slots(batch)
         await self._settle(self.broker.complete([entry.message]))
+
+    def _count(self, batch: list[InFlight], acks: Sequence[OutcomeAck]) -> None:
+        by_task = {e.task_id: e for e in batch}
+        tallies: dict[str, Tally[tuple[str, ...]]] = {
+            "completed": Tally(),
+            "failed": Tally(),
+            "retrying": Tally(),
+            "stale": Tally(),
+        }
+        for ack in acks:
+            entry = by_task.get(ack.task_id)
+            if entry is None:
+                continue
+            queue = entry.message.queue
+            if not ack.accepted:
+                tallies["stale"][(queue,)] += 1
+            elif ack.task_status in tallies:
+                tallies[ack.task_status][(entry.task.job_type, entry.task.task_type, queue)] += 1
+        metrics = self.metrics
+        metrics.add(metrics.completed, tallies["completed"])
+        metrics.add(metrics.failed, tallies["failed"])
+        metrics.add(metrics.retried, tallies["retrying"])
+        metrics.add(metrics.stale, tallies["stale"])
 
     def _release_slots(self, batch: list[InFlight]) -> None:
         for entry in batch:
@@ -452,6 +589,7 @@ class TaskConsumer:
 
     async def _dead_letter(self, message: ReceivedMessage, reason: str, description: str) -> None:
         log.error("dead-lettering %s: %s %s", message.message_id, reason, description)
+        self.metrics.dead_lettered.labels(message.queue, reason).inc()
         await self._settle(self.broker.dead_letter(message, reason, description))
 
     async def _settle(self, settlement) -> None:

@@ -19,6 +19,8 @@ class InFlight:
     cancel: CancelSignal = field(default_factory=CancelSignal)
     # Loop time of the handler's last heartbeat (or of its start).
     last_heartbeat: float = 0.0
+    # The traceparent of the attempt's span ("" when not traced).
+    trace_context: str = ""
 
     @property
     def task_id(self) -> str:

@@ -12,6 +12,7 @@ from coremachine.shared.settings import CommonSettings
 
 class WorkerSettings(CommonSettings):
     grpc_port: int = Field(50063, ge=0, le=65535, validation_alias="WORKER_GRPC_PORT")
+    metrics_port: int = Field(9463, ge=0, le=65535, validation_alias="WORKER_METRICS_PORT")
     state_address: str = Field("localhost:50061", validation_alias="STATE_ADDRESS")
     # The apps whose task handlers this worker runs ("package.module:app",
     # comma-separated); unset: every app in the `coremachine.apps` entry points.

@@ -23,6 +23,7 @@ from coremachine.shared.broker import (
     DeadLetter,
     LockLostError,
     OutgoingMessage,
+    QueueStats,
     ReceivedMessage,
 )
 
@@ -199,6 +200,16 @@ class MemoryBroker:
     async def missing_messages(self, queue: str, message_ids: Sequence[str]) -> set[str] | None:
         present = {s.message.message_id for s in self._queue(queue).values()}
         return set(message_ids) - present
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        now = time.monotonic()
+        stored = self._queue(queue).values()
+        ready = [s.enqueued_at for s in stored if not s.dead and s.visible_at <= now]
+        return QueueStats(
+            depth=sum(not s.dead for s in stored),
+            dead_letters=sum(s.dead for s in stored),
+            oldest_enqueued_at=min(ready) if ready else None,
+        )
 
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         dead = sorted((s for s in self._queue(queue).values() if s.dead), key=lambda s: s.seq)

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import psycopg
 from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
 
 from coremachine.shared.broker import (
     MAX_DELIVERY_REASON,
     DeadLetter,
     LockLostError,
     OutgoingMessage,
+    QueueStats,
     ReceivedMessage,
 )
 from coremachine.shared.migrations import Ledger, check_schema, migrate
@@ -381,6 +383,17 @@ class PostgresBroker:
             )
             present = {row[0] for row in await cur.fetchall()}
         return set(message_ids) - present
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_Q.queue_stats, {"queue": queue})
+            row = await cur.fetchone()
+        assert row is not None
+        return QueueStats(int(row[0]), int(row[1]), row[2])
+
+    def connection_pools(self) -> list[tuple[str, AsyncConnectionPool]]:
+        """The queue's connection pools, for metrics (shared/metrics.broker_pools)."""
+        return [("broker", self._pool), ("broker_locks", self._lock_pool)]
 
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self._pool.connection() as conn:

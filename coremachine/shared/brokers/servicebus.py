@@ -44,6 +44,7 @@ from coremachine.shared.broker import (
     DeadLetter,
     LockLostError,
     OutgoingMessage,
+    QueueStats,
     ReceivedMessage,
 )
 from coremachine.shared.brokers.servicebus_batching import (
@@ -232,6 +233,18 @@ class ServiceBusBroker:
         # Service Bus cannot look a message up by id: the janitor falls back to
         # re-sending after the duplicate-detection window (see janitor.py).
         return None
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        """Counts from the administration API; the oldest active message by a peek."""
+        runtime = await self._admin_client().get_queue_runtime_properties(queue)
+        depth = (runtime.active_message_count or 0) + (runtime.scheduled_message_count or 0)
+        oldest = None
+        if runtime.active_message_count:
+            async with self._service_client().get_queue_receiver(queue, prefetch_count=0) as peeker:
+                first = await peeker.peek_messages(max_message_count=1, sequence_number=1)
+            if first:
+                oldest = first[0].enqueued_time_utc
+        return QueueStats(depth, runtime.dead_letter_message_count or 0, oldest)
 
     async def list_dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Peeks the `$deadletterqueue` sub-queue, oldest first, without locking anything."""

@@ -17,6 +17,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from coremachine.shared.broker import OutgoingMessage
+from coremachine.shared.tracing import DIAGNOSTIC_ID, TRACEPARENT
 
 # The tiers' batch limits as the SDK reports them on an open sender link; the
 # adapter always asks the link, these are for documentation and tests.
@@ -59,6 +60,10 @@ def to_sdk_message(message: OutgoingMessage) -> ServiceBusMessage:
     """Builds the SDK message: message id for duplicate detection, properties as strings."""
     _reject_reserved(message.properties)
     application_properties: dict[str | bytes, Any] = {k: v for k, v in message.properties.items()}
+    traceparent = message.properties.get(TRACEPARENT)
+    if traceparent and DIAGNOSTIC_ID not in message.properties:
+        # The Azure SDKs and Application Insights read a message's trace context here.
+        application_properties[DIAGNOSTIC_ID] = traceparent
     return ServiceBusMessage(
         body=message.body,
         message_id=message.message_id,

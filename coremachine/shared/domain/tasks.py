@@ -52,6 +52,8 @@ class TaskOutcome:
     error: str = ""
     # False for a permanent error: the task fails without another attempt.
     retryable: bool = True
+    # W3C traceparent of the attempt's span ("" when not traced).
+    trace_context: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,6 +269,7 @@ class GrpcStateClient:
                         result_json=o.result_json,
                         error=o.error,
                         retryable=o.retryable,
+                        trace_context=o.trace_context,
                     )
                     for o in outcomes
                 ]

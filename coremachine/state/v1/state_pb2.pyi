@@ -179,20 +179,22 @@ class ClaimTasksResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ClaimResult, _Mapping]]] = ...) -> None: ...
 
 class TaskOutcome(_message.Message):
-    __slots__ = ("task_id", "lease_token", "succeeded", "result_json", "error", "retryable")
+    __slots__ = ("task_id", "lease_token", "succeeded", "result_json", "error", "retryable", "trace_context")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     lease_token: str
     succeeded: bool
     result_json: bytes
     error: str
     retryable: bool
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., succeeded: _Optional[bool] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    trace_context: str
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., succeeded: _Optional[bool] = ..., result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., retryable: _Optional[bool] = ..., trace_context: _Optional[str] = ...) -> None: ...
 
 class CompleteTasksRequest(_message.Message):
     __slots__ = ("outcomes",)
@@ -697,3 +699,15 @@ class ListWorkersResponse(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
     def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class DiagnoseJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DiagnoseJobResponse(_message.Message):
+    __slots__ = ("diagnosis",)
+    DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
+    diagnosis: _common_pb2.JobDiagnosis
+    def __init__(self, diagnosis: _Optional[_Union[_common_pb2.JobDiagnosis, _Mapping]] = ...) -> None: ...

@@ -172,6 +172,11 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DiagnoseJob = channel.unary_unary(
+                '/coremachine.state.v1.StateService/DiagnoseJob',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -372,6 +377,13 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiagnoseJob(self, request, context):
+        """What holds a job that is not terminal (a diagnosis, in words and fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -509,6 +521,11 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DiagnoseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiagnoseJob,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1243,6 +1260,33 @@ class StateService:
             '/coremachine.state.v1.StateService/ListWorkers',
             coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiagnoseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/DiagnoseJob',
+            coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.DiagnoseJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

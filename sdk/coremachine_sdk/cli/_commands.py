@@ -153,6 +153,24 @@ def up(args: argparse.Namespace, io: Io) -> int:
     return _outside.run_stack(command)
 
 
+def workers(client: Client, args: argparse.Namespace, io: Io) -> int:
+    found = client.workers(include_gone_seconds=args.gone)
+    if io.json:
+        _render.print_json(io.out, found)
+    else:
+        io.out.print(_render.workers_table(found))
+    return OK
+
+
+def why(client: Client, args: argparse.Namespace, io: Io) -> int:
+    diagnosis = client.diagnose(args.job_id)
+    if io.json:
+        _render.print_json(io.out, diagnosis)
+    else:
+        _render.print_diagnosis(io.out, diagnosis)
+    return OK
+
+
 CLIENT_COMMANDS = {
     "submit": submit,
     "status": status,
@@ -162,5 +180,7 @@ CLIENT_COMMANDS = {
     "cancel": cancel,
     "resubmit": resubmit,
     "types": types,
+    "workers": workers,
+    "why": why,
 }
 LOCAL_COMMANDS = {"poison": poison, "up": up}

@@ -183,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("types", "list the job types and their parameters")
 
+    workers = command("workers", "list the workers: live, lost (no heartbeat) or stopped")
+    workers.add_argument(
+        "--gone",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also workers gone within this many seconds (default: an hour)",
+    )
+
+    why = command("why", "explain what holds a job that is not done yet")
+    why.add_argument("job_id")
+
     poison = command("poison", "list dead-lettered messages (HTTP GET /api/monitor/poison)")
     poison.add_argument("--queue", help="only this queue (jobs or tasks)")
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from coremachine_sdk._models import Job, JobEvent, JobStatus, JobType, Task
+from coremachine_sdk._models import Diagnosis, Job, JobEvent, JobStatus, JobType, Task, Worker
 
 _MAX_RESULT_LINES = 40
 _TASK_ID = re.compile(r"^[0-9a-f]{64}-(s\d+-\d+)$")
@@ -212,3 +212,40 @@ class StageProgress:
 
 def job_status_text(status: JobStatus) -> str:
     return _status(status.value)
+
+
+def workers_table(workers: Iterable[Worker]) -> Table:
+    table = Table("worker_id", "state", "host", "queues", "load", "version", "last seen")
+    for w in workers:
+        state = {"live": "[green]live[/green]", "lost": "[red]lost[/red]"}.get(w.state, w.state)
+        table.add_row(
+            w.worker_id,
+            state,
+            w.host,
+            ", ".join(w.queues),
+            f"{w.in_flight}/{w.concurrency}",
+            w.version,
+            _when(w.last_seen_at),
+        )
+    return table
+
+
+def print_diagnosis(console: Console, diagnosis: Diagnosis) -> None:
+    console.print(
+        f"job {diagnosis.job_id} ({diagnosis.job_type}) is {_status(diagnosis.status.value)},"
+        f" at stage {diagnosis.stage}/{diagnosis.total_stages}"
+    )
+    stage = diagnosis.details.get("current_stage") or {}
+    if stage.get("planned"):
+        console.print(
+            f"stage {stage.get('stage')}: {stage.get('task_count')} tasks on queue"
+            f" {stage.get('queue')!r}: {stage.get('queued')} queued,"
+            f" {stage.get('processing')} running, {stage.get('completed')} completed,"
+            f" {stage.get('failed')} failed, {stage.get('cancelled')} cancelled",
+            markup=False,
+        )
+    if not diagnosis.reasons:
+        console.print("nothing holds it that CoreMachine can see")
+    for reason in diagnosis.reasons:
+        console.print(f"- [bold]{reason.code}[/bold]: ", end="")
+        console.print(reason.message, markup=False, highlight=False)

@@ -90,6 +90,12 @@ SELECT count(*) FROM broker.messages WHERE queue = %(queue)s AND dead_lettered;
 SELECT message_id FROM broker.messages
 WHERE queue = %(queue)s AND message_id = ANY(%(message_ids)s::text[]);
 
+-- name: queue_stats
+SELECT count(*) FILTER (WHERE NOT dead_lettered),
+       count(*) FILTER (WHERE dead_lettered),
+       min(enqueued_at) FILTER (WHERE NOT dead_lettered AND visible_at <= now())
+FROM broker.messages WHERE queue = %(queue)s;
+
 -- name: list_dead_letters
 SELECT seq, message_id, body, properties, delivery_count, dead_letter_reason,
        dead_letter_description, enqueued_at, dead_lettered_at
