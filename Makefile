@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run up test bench lint fmt gen check-gen buf-lint deps node-deps clean
+.PHONY: run up test bench load soak lint fmt gen check-gen buf-lint deps node-deps clean
 
 # The pinned dependencies, then the SDK and the server as editable packages
 # (no PYTHONPATH anywhere: the services run as an installed user would run them).
@@ -30,9 +30,17 @@ node-deps: node_modules/.installed
 run: deps
 	$(VENV)/bin/coremachine-server run
 
-## make up: the stack in the foreground until Ctrl-C / SIGTERM.
+## make up: the stack in the foreground until Ctrl-C / SIGTERM; a process that
+## exits is restarted. Replicas and ports:
+##   make up WORKERS=3 ORCHESTRATORS=2 STATES=2 GATEWAYS=1 HTTP_PORT=8080 GRPC_PORT=50051
+UP_ARGS = $(if $(STATES),--states $(STATES)) $(if $(ORCHESTRATORS),--orchestrators $(ORCHESTRATORS)) \
+	$(if $(WORKERS),--workers $(WORKERS)) $(if $(GATEWAYS),--gateways $(GATEWAYS)) \
+	$(if $(HTTP_PORT),--http-port $(HTTP_PORT)) $(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) \
+	$(if $(STATE_PORT),--state-port $(STATE_PORT)) \
+	$(if $(ORCHESTRATOR_PORT),--orchestrator-port $(ORCHESTRATOR_PORT)) \
+	$(if $(WORKER_PORT),--worker-port $(WORKER_PORT)) $(if $(PORT_STEP),--port-step $(PORT_STEP))
 up: deps
-	$(VENV)/bin/coremachine-server up
+	$(VENV)/bin/coremachine-server up $(UP_ARGS)
 
 ## make test: generated-code check, proto lint, ruff and mypy, then the test suite.
 test: deps node-deps check-gen buf-lint lint
@@ -41,6 +49,17 @@ test: deps node-deps check-gen buf-lint lint
 ## make bench: throughput and latency benchmark (see README).
 bench: deps
 	$(PY) -m bench $(BENCH_ARGS)
+
+## make load: many concurrent clients against the gateway (its own stack); a
+## report of rate, p50/p99 and answers per kind; fails on any 5xx.
+load: deps
+	$(PY) -m bench.load $(LOAD_ARGS)
+
+## make soak DURATION=600: steady mixed load; RSS and connections per service
+## over time; fails on a 5xx, an unfinished job, or RSS that grows.
+DURATION ?= 600
+soak: deps
+	$(PY) -m bench.soak --duration $(DURATION) $(SOAK_ARGS)
 
 gen: deps
 	PYTHON=$(CURDIR)/$(PY) tools/gen_protos.sh

@@ -6,7 +6,8 @@
     coremachine-server gateway        the HTTP and public gRPC gateway
     coremachine-server migrate        applies the database migrations and exits
     coremachine-server keygen ...     makes an API key (see `keygen --help`)
-    coremachine-server up             the whole stack on this machine, until Ctrl-C
+    coremachine-server up             the whole stack on this machine, until Ctrl-C; a process
+                                      that exits is restarted (`up --help`: replicas, ports)
     coremachine-server run            the stack, one hello_world job, its result, then stop
 
 Every service reads its settings from environment variables (README

@@ -31,6 +31,10 @@ class Unavailable(CoreMachineError):
     """A dependency is down; retrying later may succeed."""
 
 
+class Overloaded(CoreMachineError):
+    """The service or its database is saturated: refused at once rather than queued; retry later."""
+
+
 class Unauthenticated(CoreMachineError):
     """No valid credentials."""
 

@@ -56,6 +56,13 @@ class CommonSettings(BaseSettings):
     grpc_tls_client_cert: str | None = Field(None, validation_alias="GRPC_TLS_CLIENT_CERT")
     grpc_tls_client_key: str | None = Field(None, validation_alias="GRPC_TLS_CLIENT_KEY")
     grpc_tls_server_name: str | None = Field(None, validation_alias="GRPC_TLS_SERVER_NAME")
+    # Calls in flight beyond this are refused at once (RESOURCE_EXHAUSTED),
+    # not queued. Long polls of event streams count too: keep it well above
+    # the number of open streams.
+    grpc_max_concurrent_rpcs: int = Field(1000, ge=1, validation_alias="GRPC_MAX_CONCURRENT_RPCS")
+    # How often the health monitor probes this service's dependencies
+    # (shared/health_monitor.py); gRPC health follows the result.
+    health_probe_seconds: float = Field(2.0, gt=0, validation_alias="HEALTH_PROBE_SECONDS")
 
     # Blob store (shared/blobstores) and the claim check of large task payloads
     # (shared/claim_check.py); used by the orchestrator and the worker.

@@ -1,8 +1,11 @@
-"""`python -m stack run|up`: the local stack on the embedded defaults.
+"""`coremachine-server run|up`: the local stack on the embedded defaults.
 
 run: start the four services, submit hello_world (n=100), show its progress,
      print the result, stop the stack; exit 0 if the job completed.
-up:  start the four services and keep them running until Ctrl-C / SIGTERM.
+up:  start the four services and keep them running until Ctrl-C / SIGTERM,
+     restarting (with backoff) any process that exits; each restart is
+     logged here. `--workers 3 --orchestrators 2 --states 2` runs replicas;
+     replica i of a service listens on its port + i * --port-step.
 
 Each stack gets a fresh random admin API key (printed by `up`), unless
 COREMACHINE_API_KEY sets it.
@@ -15,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 import httpx
@@ -29,7 +33,7 @@ from rich.progress import (
 )
 
 from coremachine.shared.pg_urls import start_embedded
-from coremachine.stack.processes import SERVICES, Ports, Stack, data_dir
+from coremachine.stack.processes import Ports, Stack, data_dir
 
 console = Console(stderr=True)
 TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}
@@ -103,37 +107,87 @@ def run_demo(stack: Stack, n: int) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="coremachine-server")
     parser.add_argument("command", choices=["run", "up"])
     parser.add_argument("--n", type=int, default=100, help="hello_world n for `run`")
-    args = parser.parse_args()
-    stack = Stack(resolve_database(), Ports())
-    console.print("starting state, orchestrator, worker, api_gateway ...")
+    defaults = Ports()
+    for service, flag in (
+        ("state", "states"),
+        ("orchestrator", "orchestrators"),
+        ("worker", "workers"),
+        ("api_gateway", "gateways"),
+    ):
+        parser.add_argument(
+            f"--{flag}", type=_positive, default=1, help=f"replicas of {service} (default 1)"
+        )
+    for attr, flag, variable in (
+        ("state", "state-port", "STATE_GRPC_PORT"),
+        ("orchestrator", "orchestrator-port", "ORCHESTRATOR_GRPC_PORT"),
+        ("worker", "worker-port", "WORKER_GRPC_PORT"),
+        ("gateway_grpc", "grpc-port", "GATEWAY_GRPC_PORT"),
+        ("gateway_http", "http-port", "GATEWAY_HTTP_PORT"),
+    ):
+        parser.add_argument(
+            f"--{flag}",
+            dest=attr,
+            type=int,
+            default=int(os.environ.get(variable) or getattr(defaults, attr)),
+            help=f"port of the first replica (default ${variable} or {getattr(defaults, attr)})",
+        )
+    parser.add_argument("--port-step", type=_positive, default=defaults.step)
+    return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ports = Ports(
+        args.state,
+        args.orchestrator,
+        args.worker,
+        args.gateway_grpc,
+        args.gateway_http,
+        step=args.port_step,
+    )
+    replicas = {
+        "state": args.states,
+        "orchestrator": args.orchestrators,
+        "worker": args.workers,
+        "api_gateway": args.gateways,
+    }
+    stack = Stack(resolve_database(), ports, replicas=replicas)
+    console.print(f"starting {', '.join(stack.processes)} ...")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         stack.up()
-        console.print(
-            f"[green]stack up[/green]: HTTP {stack.http_url} (OpenAPI {stack.http_url}/docs), "
-            f"gRPC {stack.grpc_address}; logs in {stack.log_dir}"
+        gateways = ", ".join(
+            f"HTTP http://127.0.0.1:{p.http_port} gRPC 127.0.0.1:{p.grpc_port}"
+            for p in stack.replicas_of("api_gateway")
         )
-        console.print("metrics: " + ", ".join(f"{s} {stack.metrics_url(s)}" for s in SERVICES))
-        if args.command == "up":
-            # Printed to stdout (the rest goes to stderr) so scripts can capture it.
-            console.print("admin API key (send `Authorization: Bearer <key>`):")
-            print(stack.api_key, flush=True)
+        console.print(
+            f"[green]stack up[/green]: {gateways} (OpenAPI {stack.http_url}/docs);"
+            f" logs in {stack.log_dir}"
+        )
+        console.print(
+            "metrics: " + ", ".join(f"{name} {stack.metrics_url(name)}" for name in stack.processes)
+        )
         if args.command == "run":
             return run_demo(stack, args.n)
-        stopping = []
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-        try:
-            while not stopping and all(p.poll() is None for p in stack.procs.values()):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        dead = [s for s, p in stack.procs.items() if p.poll() is not None]
-        if dead:
-            console.print(f"[red]service(s) exited: {', '.join(dead)}[/red]; see {stack.log_dir}")
-            return 1
+        # Printed to stdout (the rest goes to stderr) so scripts can capture it.
+        console.print("admin API key (send `Authorization: Bearer <key>`):")
+        print(stack.api_key, flush=True)
+        # From here Ctrl-C stops the stack like SIGTERM (the services get the
+        # terminal's SIGINT too, and stop on their own).
+        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        stack.supervise(stopping, report=lambda line: console.print(f"[yellow]{line}[/yellow]"))
         return 0
     finally:
         console.print("stopping the stack ...")

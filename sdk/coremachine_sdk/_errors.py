@@ -63,6 +63,8 @@ _BY_CODE: dict[grpc.StatusCode, type[CoreMachineError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthorized,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+    # The server refused the call because it is saturated: retry later.
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Timeout,
 }
 

@@ -626,7 +626,7 @@ def test_services_route_to_pods_and_addresses_resolve(manifests: list[dict[str, 
 
     config = _configmap(manifests)
     for key in ("STATE_ADDRESS", "ORCHESTRATOR_ADDRESS", "WORKER_ADDRESS"):
-        host, port = config[key].rsplit(":", 1)
+        host, port = config[key].removeprefix("dns:///").rsplit(":", 1)
         assert host in services, f"{key}={config[key]}: no Service {host}"
         assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, key
 

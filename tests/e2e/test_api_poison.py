@@ -128,3 +128,42 @@ def test_bad_poison_actions_are_400_naming_the_field(stack, http, body, field):
 def test_listing_an_unknown_queue_is_400(stack, http):
     r = http.get("/api/monitor/poison", params={"queue": "elsewhere"})
     assert r.status_code == 400 and r.json()["message"].startswith("queue:")
+
+
+def test_a_dead_letter_with_an_unencodable_job_id_does_not_break_the_monitor(stack, http):
+    """A lone surrogate in a dead-lettered body's job_id once made every
+    listing answer 502 (UnicodeEncodeError into protobuf)."""
+    message_id = f"surrogate-{uuid.uuid4().hex}"
+    body = b'{"job_id": "\\ud800", "task_id": "\\udfff", "attempt": 1}'
+
+    async def dead_letter_it() -> None:
+        broker = await PostgresBroker(stack.database_url).open()
+        try:
+            await broker.send("tasks", [OutgoingMessage(message_id, body)])
+            mine: list = []
+            while not mine:
+                mine = [
+                    m
+                    for m in await broker.receive("tasks", 100, max_wait=5)
+                    if m.message_id == message_id
+                ]
+            await broker.dead_letter(mine[0], "UndecodableBody", "made by the test")
+        finally:
+            await broker.close()
+
+    # Without a worker nothing else takes the message off the queue first.
+    stack.kill("worker")
+    try:
+        asyncio.run(dead_letter_it())
+    finally:
+        stack.restart("worker")
+    r = http.get("/api/monitor/poison", params={"queue": "tasks"})
+    assert r.status_code == 200, r.text
+    [letter] = [m for m in r.json()["queues"]["tasks"]["messages"] if m["message_id"] == message_id]
+    assert letter["job_id"] == "\\ud800" and letter["task_id"] == "\\udfff"
+    assert http.get("/api/monitor/poison").status_code == 200
+    action = {"queue": "tasks", "sequences": [letter["sequence"]], "confirm": True}
+    r = http.post("/api/monitor/poison", json={**action, "action": "fail"})
+    assert r.status_code == 200, r.text
+    assert r.json()["jobs_failed"] == 0 and r.json()["purged"] == 1
+    assert letter_with(http, message_id) is None

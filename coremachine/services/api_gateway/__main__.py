@@ -11,6 +11,7 @@ import secrets as secrets_module
 from coremachine.services.api_gateway.auth import Role, hash_key
 from coremachine.services.api_gateway.bootstrap import build
 from coremachine.services.api_gateway.settings import GatewaySettings
+from coremachine.shared.background import Background
 from coremachine.shared.grpc_server import serve_until_signalled
 from coremachine.shared.logging_setup import configure_logging
 
@@ -19,7 +20,13 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: GatewaySettings) -> None:
     app = await build(settings)
-    await serve_until_signalled(app.server, background=[app.run_http], on_shutdown=app.close)
+    await serve_until_signalled(
+        app.server,
+        # The HTTP server is bound to its port and is why this process exists:
+        # if it stops, the process exits non-zero for its supervisor to restart.
+        background=[app.health.run, Background(app.run_http, name="http", restart=False)],
+        on_shutdown=app.close,
+    )
 
 
 def keygen(name: str, role: str) -> None:

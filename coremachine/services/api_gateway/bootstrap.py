@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +24,7 @@ from coremachine.services.api_gateway.servicer import JobServicer
 from coremachine.services.api_gateway.settings import GatewaySettings
 from coremachine.shared import tracing
 from coremachine.shared.grpc_server import GrpcServer
+from coremachine.shared.health_monitor import HealthMonitor, grpc_service_probe
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
 from coremachine.shared.telemetry import Telemetry
@@ -68,12 +70,23 @@ class GatewayApp:
     # Set at shutdown: open event streams (SSE and WatchJob) end at once, so
     # clients resume elsewhere instead of holding the shutdown up.
     streams_stopping: asyncio.Event
+    health: HealthMonitor
 
     async def run_http(self, stopping: asyncio.Event) -> None:
         # uvicorn captures SIGTERM/SIGINT while it serves and re-raises them when
         # it stops, so the signal reaches serve_until_signalled after HTTP drained.
         serving = asyncio.create_task(self.http.serve())
-        await stopping.wait()
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if serving.done():
+            # Stopped by a signal it captured (re-raised as it returns, so
+            # `stopping` follows at once), or by itself: then it is a failure.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 2.0)
+            if not stopping.is_set():
+                serving.result()  # its exception, if any
+                raise RuntimeError("the HTTP server stopped by itself")
         self.streams_stopping.set()
         self.http.should_exit = True
         await serving
@@ -110,7 +123,20 @@ async def build(settings: GatewaySettings) -> GatewayApp:
     )
     limits = ParameterLimits(settings.max_parameter_bytes, settings.max_parameter_depth)
     streams_stopping = asyncio.Event()
-    server = GrpcServer(settings.grpc_port, interceptors=telemetry.server_interceptors())
+    server = GrpcServer(
+        settings.grpc_port,
+        interceptors=telemetry.server_interceptors(),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    # Workers are left out: a pool scaled to zero is no reason to refuse calls.
+    health = HealthMonitor(
+        server,
+        {
+            "state": grpc_service_probe(backends.channels["state"]),
+            "orchestrator": grpc_service_probe(backends.channels["orchestrator"]),
+        },
+        interval=settings.health_probe_seconds,
+    )
     server.add(
         jobs_pb2_grpc.add_JobServiceServicer_to_server,
         JobServicer(
@@ -151,4 +177,4 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             timeout_graceful_shutdown=5,
         )
     )
-    return GatewayApp(server, http, backends, secrets, telemetry, streams_stopping)
+    return GatewayApp(server, http, backends, secrets, telemetry, streams_stopping, health)

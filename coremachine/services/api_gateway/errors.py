@@ -2,7 +2,10 @@
 
 Domain errors (shared.errors) carry their meaning; gRPC failures of the
 internal services that have no domain meaning become 502/504 so a client can
-tell "your request was wrong" from "the service behind me failed".
+tell "your request was wrong" from "the service behind me failed". A
+dependency that is down or saturated (UNAVAILABLE, RESOURCE_EXHAUSTED) is a
+503 with `Retry-After`, never a 502: the request was fine and can be sent
+again shortly.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from coremachine.shared.errors import (
     CoreMachineError,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
@@ -35,7 +39,11 @@ STATUS_FOR: dict[type[CoreMachineError], int] = {
     NotFound: 404,
     Conflict: 409,
     Unavailable: 503,
+    Overloaded: 503,
 }
+# Seconds a client should wait before retrying a 503: about the time a
+# PostgreSQL restart or a replica's restart takes.
+RETRY_AFTER_SECONDS = 2
 _HTTP_NAMES = {
     400: "InvalidArgument",
     401: "Unauthenticated",
@@ -49,6 +57,8 @@ _HTTP_NAMES = {
 _GRPC_TO_HTTP = {
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
 }
 
 
@@ -67,6 +77,8 @@ def error_response(
     request: Request,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
     return JSONResponse(
         status_code=status,
         content=error_body(error, message, request_id_of(request)),
@@ -94,9 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # raise_for already turned every meaningful code into a domain error.
         log.error("internal service call failed: %s %s", exc.code().name, exc.details())
         status = _GRPC_TO_HTTP.get(exc.code(), 502)
-        return error_response(
-            status, "BackendError", f"internal service error: {exc.code().name}", request
-        )
+        name = "Unavailable" if status == 503 else "BackendError"
+        return error_response(status, name, f"internal service error: {exc.code().name}", request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

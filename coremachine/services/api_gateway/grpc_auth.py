@@ -17,8 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from coremachine.services.api_gateway.auth import Authenticator, Principal, Role, key_from
-from coremachine.shared.errors import CoreMachineError
-from coremachine.shared.grpc_errors import status_for
+from coremachine.shared.grpc_errors import map_stream_errors as shared_map_stream_errors
 
 log = logging.getLogger(__name__)
 
@@ -84,22 +83,7 @@ def requires(role: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def map_stream_errors(
     method: Callable[..., AsyncIterator[Any]],
 ) -> Callable[..., AsyncIterator[Any]]:
-    """coremachine.shared.grpc_errors.map_errors for server-streaming methods."""
-
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except CoreMachineError as exc:
-            await context.abort(status_for(exc), str(exc))
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("unhandled error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the service log)")
-
+    """coremachine.shared.grpc_errors.map_stream_errors, keeping the role marker."""
+    wrapper = shared_map_stream_errors(method)
     wrapper.required_role = getattr(method, "required_role", None)  # type: ignore[attr-defined]
     return wrapper

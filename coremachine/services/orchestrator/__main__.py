@@ -28,7 +28,9 @@ async def serve(settings: OrchestratorSettings) -> None:
             }
         },
     )
-    background = [app.registration.run, app.consumer.run]
+    # All restart in place when they fail (shared/background.py): the
+    # consumer's messages wait in the queue meanwhile.
+    background = [app.health.run, app.registration.run, app.consumer.run]
     if app.scheduler is not None:
         background.append(app.scheduler.run)
     await serve_until_signalled(app.server, background=background, on_shutdown=app.close)

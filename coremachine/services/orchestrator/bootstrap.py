@@ -23,6 +23,7 @@ from coremachine.shared.domain.retry import RetryPolicy
 from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
 from coremachine.shared.metrics import broker_pools
 from coremachine.shared.state_clients.grpc import GrpcStateClient
 from coremachine.shared.telemetry import Telemetry
@@ -46,6 +47,7 @@ class OrchestratorApp:
     blobs: BlobStore
     registry: Registry
     telemetry: Telemetry
+    health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
@@ -118,6 +120,19 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
         interceptors=telemetry.server_interceptors(),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        # A submit needs the state service: while it is down, fail at once.
+        refuse_while=("state",),
+        # Replicas behind one DNS name: clients re-resolve at least this often.
+        max_connection_age=300,
+    )
+    health = HealthMonitor(
+        server,
+        {
+            "state": grpc_service_probe(state.channel),
+            "broker": broker_probe(broker, settings.jobs_queue),
+        },
+        interval=settings.health_probe_seconds,
     )
     server.add(
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
@@ -125,5 +140,14 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         "coremachine.orchestrator.v1.OrchestratorService",
     )
     return OrchestratorApp(
-        server, consumer, registration, scheduler, broker, state, blobs, registry, telemetry
+        server,
+        consumer,
+        registration,
+        scheduler,
+        broker,
+        state,
+        blobs,
+        registry,
+        telemetry,
+        health,
     )

@@ -158,7 +158,10 @@ class JobsConsumer:
             return
         except Exception as exc:
             log.warning("transient failure, will retry: %s", _short(exc))
-            await self._settle(self.broker.abandon([message], delay=TRANSIENT_RETRY_DELAY))
+            # Growing delays: an outage of the state service must not use up
+            # the message's deliveries (dead-lettered, its job wedged).
+            delay = min(TRANSIENT_RETRY_DELAY * 2 ** (message.delivery_count - 1), 30.0)
+            await self._settle(self.broker.abandon([message], delay=delay))
             return
         await self._settle(self.broker.complete([message]))
 

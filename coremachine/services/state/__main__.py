@@ -19,7 +19,15 @@ async def serve(settings: StateSettings) -> None:
     app = await build(settings)
     await serve_until_signalled(
         app.server,
-        background=[app.relay.run, app.janitor.run, app.feed.run, app.queue_gauges.run],
+        # All restart in place when they fail (shared/background.py): each
+        # keeps its state in the database.
+        background=[
+            app.health.run,
+            app.relay.run,
+            app.janitor.run,
+            app.feed.run,
+            app.queue_gauges.run,
+        ],
         on_shutdown=app.close,
     )
 

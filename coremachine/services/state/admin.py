@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -28,19 +29,46 @@ class DeadLetterView:
     task_id: str
 
 
+# Dead letters are whatever reached a queue, so nothing in them is trusted:
+# ids are shown as they are (within limits) but only a real job id fails a job.
+_JOB_ID = re.compile(r"[0-9a-f]{64}")
+_ID_CHARS = 200
+_TEXT_CHARS = 4000
+
+
+def printable(value: object, limit: int = _ID_CHARS) -> str:
+    """Text that protobuf (UTF-8) can carry: a lone surrogate or any other
+    character UTF-8 cannot encode is shown as its escape (`\\ud800`)."""
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+
+
 def ids_of(letter: DeadLetter) -> tuple[str, str]:
     """Job and task ids from the message properties, else from a decodable body."""
-    job_id = str(letter.properties.get("job_id", ""))
-    task_id = str(letter.properties.get("task_id", ""))
+    job_id = printable(letter.properties.get("job_id", ""))
+    task_id = printable(letter.properties.get("task_id", ""))
     if not job_id:
         try:
             body = json.loads(letter.body)
-            if isinstance(body, dict):
-                job_id = str(body.get("job_id", ""))
-                task_id = task_id or str(body.get("task_id", ""))
-        except ValueError:
-            pass
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or too deep
+            body = None
+        if isinstance(body, dict):
+            job_id = printable(body.get("job_id") or "")
+            task_id = task_id or printable(body.get("task_id") or "")
     return job_id, task_id
+
+
+def _viewed(letter: DeadLetter) -> DeadLetterView:
+    """The letter with every text field safe to put in a protobuf message."""
+    safe = replace(
+        letter,
+        queue=printable(letter.queue),
+        sequence=printable(letter.sequence),
+        message_id=printable(letter.message_id),
+        reason=printable(letter.reason),
+        description=printable(letter.description, _TEXT_CHARS),
+    )
+    return DeadLetterView(safe, *ids_of(letter))
 
 
 def _check_sequences(sequences: list[str]) -> list[str]:
@@ -101,7 +129,7 @@ class Admin:
         letters = await self.broker.list_dead_letters(
             self._check_queue(queue), max(1, min(limit or 100, 1000))
         )
-        return [DeadLetterView(letter, *ids_of(letter)) for letter in letters]
+        return [_viewed(letter) for letter in letters]
 
     async def replay(self, queue: str, sequences: list[str]) -> int:
         return await self.broker.replay_dead_letters(
@@ -114,8 +142,8 @@ class Admin:
         letters = [v for v in await self.dead_letters(queue, 1000) if v.letter.sequence in wanted]
         failed = 0
         for view in letters:
-            if not view.job_id:
-                continue
+            if not _JOB_ID.fullmatch(view.job_id):
+                continue  # no job of ours to fail: the letter is only purged
             what = f"task {view.task_id}" if view.task_id else "a job message"
             error = (
                 f"{what} was dead-lettered ({view.letter.reason}: {view.letter.description})"

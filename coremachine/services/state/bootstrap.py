@@ -25,7 +25,9 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.database_credentials import DatabaseCredentials
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import DatabaseProbe, HealthMonitor, broker_probe
 from coremachine.shared.metrics import broker_pools
+from coremachine.shared.pg_pool import open_pool
 from coremachine.shared.secrets import CachedSecrets, SecretsProvider
 from coremachine.shared.secrets_providers import open_secrets_provider
 from coremachine.shared.telemetry import Telemetry
@@ -42,12 +44,15 @@ class StateApp:
     janitor: Janitor
     feed: EventFeed
     server: GrpcServer
+    health: HealthMonitor
+    database_probe: DatabaseProbe
     credentials: DatabaseCredentials
     secrets: SecretsProvider
     telemetry: Telemetry
     queue_gauges: QueueGauges
 
     async def close(self) -> None:
+        await self.database_probe.close()
         await self.broker.close()
         await self.pool.close()
         await self.credentials.close()
@@ -99,12 +104,14 @@ async def build(settings: StateSettings) -> StateApp:
         await migrate_all(database_url, broker_url if settings.broker == "postgres" else None)
     # Credentials are resolved per new connection: a pool reconnecting hours
     # later uses a rotated password or a fresh Entra token.
-    pool = AsyncConnectionPool(
+    pool = open_pool(
         credentials.conninfo,
         min_size=2,
         max_size=settings.pool_max_size,
-        open=False,
         kwargs=credentials.pool_kwargs(autocommit=True),
+        timeout=settings.pool_timeout_seconds,
+        max_waiting=settings.pool_max_waiting,
+        name="state",
     )
     await pool.open(wait=True, timeout=30)
     async with pool.connection() as conn:
@@ -140,6 +147,17 @@ async def build(settings: StateSettings) -> StateApp:
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
         interceptors=telemetry.server_interceptors(),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        # Every call needs the database: while it is down, fail them at once.
+        refuse_while=("database",),
+        # Replicas behind one DNS name: clients re-resolve at least this often.
+        max_connection_age=300,
+    )
+    database = DatabaseProbe(lambda: credentials.connect(autocommit=True, connect_timeout=2))
+    health = HealthMonitor(
+        server,
+        {"database": database, "broker": broker_probe(broker, settings.jobs_queue)},
+        interval=settings.health_probe_seconds,
     )
     server.add(
         state_pb2_grpc.add_StateServiceServicer_to_server,
@@ -165,6 +183,8 @@ async def build(settings: StateSettings) -> StateApp:
         janitor,
         feed,
         server,
+        health,
+        database,
         credentials,
         secrets,
         telemetry,

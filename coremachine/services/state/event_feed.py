@@ -26,6 +26,9 @@ import psycopg
 log = logging.getLogger(__name__)
 
 CHANNEL = "cm_job_events"
+# Reconnection backoff of the LISTEN connection while PostgreSQL is down.
+_RETRY_SECONDS = 0.5
+_MAX_RETRY_SECONDS = 5.0
 
 
 class Level(IntEnum):
@@ -88,18 +91,22 @@ class EventFeed:
                 waiter.event.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Listens until stopping is set, reconnecting after failures."""
+        """Listens until stopping is set, reconnecting after failures (with backoff
+        while PostgreSQL is down)."""
+        retry_in = _RETRY_SECONDS
         while not stopping.is_set():
             try:
                 async with await self.connect() as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    retry_in = _RETRY_SECONDS
                     while not stopping.is_set():
                         async for notify in conn.notifies(timeout=0.5):
                             self._wake(*parse_payload(notify.payload))
-            except psycopg.OperationalError:
-                log.warning("event feed connection lost; reconnecting")
+            except (psycopg.Error, OSError) as exc:
+                log.warning("event feed connection lost (%s); reconnecting", exc)
                 # Readers may have missed a wake-up: let them re-check.
                 for job_id in list(self._waiters):
                     self._wake(job_id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), 1.0)
+                    await asyncio.wait_for(stopping.wait(), retry_in)
+                retry_in = min(retry_in * 2, _MAX_RETRY_SECONDS)

@@ -22,6 +22,11 @@ class StateSettings(CommonSettings):
     # How often the queue gauges (depth, oldest message, dead letters) are read.
     metrics_queue_seconds: float = Field(15.0, gt=0, validation_alias="STATE_METRICS_QUEUE_SECONDS")
     pool_max_size: int = Field(10, ge=2, validation_alias="STATE_POOL_MAX_SIZE")
+    # Backpressure: a request waits at most this long for a pooled
+    # connection (then UNAVAILABLE), and at most this many may wait (the
+    # next are refused at once with RESOURCE_EXHAUSTED).
+    pool_timeout_seconds: float = Field(5.0, gt=0, validation_alias="STATE_POOL_TIMEOUT_SECONDS")
+    pool_max_waiting: int = Field(100, ge=1, validation_alias="STATE_POOL_MAX_WAITING")
     migrate_on_start: bool = Field(True, validation_alias="STATE_MIGRATE_ON_START")
     relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
     janitor_interval_seconds: float = Field(5.0, gt=0, validation_alias="JANITOR_INTERVAL_SECONDS")

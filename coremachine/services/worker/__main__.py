@@ -29,7 +29,9 @@ async def serve(settings: WorkerSettings) -> None:
     # A longer grace than the consumer's: in-flight tasks finish first.
     await serve_until_signalled(
         app.server,
-        background=[app.consumer.run, app.presence.run],
+        # All restart in place when they fail (shared/background.py): a
+        # restarted consumer first releases what the failed run held.
+        background=[app.health.run, app.consumer.run, app.presence.run],
         on_shutdown=app.close,
         grace=settings.shutdown_grace_seconds + 5,
     )

@@ -18,6 +18,7 @@ from coremachine.shared.broker_factory import open_broker
 from coremachine.shared.grpc_channel import open_channel
 from coremachine.shared.grpc_server import GrpcServer
 from coremachine.shared.grpc_tls import TlsConfig
+from coremachine.shared.health_monitor import HealthMonitor, broker_probe, grpc_service_probe
 from coremachine.shared.metrics import broker_pools
 from coremachine.shared.state_clients.grpc import GrpcStateClient
 from coremachine.shared.telemetry import Telemetry
@@ -40,6 +41,7 @@ class WorkerApp:
     blobs: BlobStore
     registry: Registry
     telemetry: Telemetry
+    health: HealthMonitor
 
     async def close(self) -> None:
         await self.broker.close()
@@ -111,5 +113,14 @@ async def build(settings: WorkerSettings) -> WorkerApp:
         settings.grpc_port,
         tls=TlsConfig.from_settings(settings),
         interceptors=telemetry.server_interceptors(),
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
-    return WorkerApp(server, consumer, presence, broker, state, blobs, registry, telemetry)
+    health = HealthMonitor(
+        server,
+        {
+            "state": grpc_service_probe(state.channel),
+            "broker": broker_probe(broker, settings.queue_names()[0]),
+        },
+        interval=settings.health_probe_seconds,
+    )
+    return WorkerApp(server, consumer, presence, broker, state, blobs, registry, telemetry, health)

@@ -250,7 +250,11 @@ class TaskConsumer:
             return results
         except Exception as exc:
             log.warning("claiming failed (%s); messages will be redelivered", _short(exc))
-            await self._settle(self.broker.abandon([m for m, _ in runnable], delay=RETRY_DELAY))
+            # Growing delays: an outage of the state service must not use up
+            # healthy messages' deliveries (dead-lettered, their tasks wedged).
+            tries = max(m.delivery_count for m, _ in runnable)
+            delay = min(RETRY_DELAY * 2 ** (tries - 1), UNKNOWN_TASK_DELAY_MAX)
+            await self._settle(self.broker.abandon([m for m, _ in runnable], delay=delay))
             return [None] * len(runnable)
 
     async def _unknown_task_type(self, message: ReceivedMessage, decoded: TaskMessage) -> None:

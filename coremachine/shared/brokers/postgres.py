@@ -32,6 +32,7 @@ from coremachine.shared.broker import (
 )
 from coremachine.shared.migrations import Ledger, check_schema, migrate
 from coremachine.shared.pg_json import records
+from coremachine.shared.pg_pool import open_pool
 from coremachine.shared.sql_queries import Queries
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ DEFAULT_PRIORITY_AGING_SECONDS = 10.0
 # Upper bound on an idle wait between checks, in case a notification is lost
 # (e.g. the listening connection was re-established).
 _MAX_IDLE_WAIT = 5.0
+# First wait before reconnecting the LISTEN connection (then doubling, up to
+# _MAX_IDLE_WAIT) while PostgreSQL is down.
+_LISTEN_RETRY_SECONDS = 0.5
 
 
 def channel_for(queue: str) -> str:
@@ -110,19 +114,21 @@ class PostgresBroker:
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
         self.aging_seconds = priority_aging_seconds
-        self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        # Pools check idle connections cheaply before handing them out, so
+        # that a PostgreSQL restart costs no failed call (shared/pg_pool.py).
+        self._pool = open_pool(
+            conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, timeout=10
         )
         # Peek-lock bookkeeping (receive, complete, abandon, renew) commits
         # without waiting for the WAL flush: if PostgreSQL itself crashed and
         # lost such a commit, the message would only be visible (again) sooner,
         # which at-least-once delivery already allows. Sends stay durable.
-        self._lock_pool = AsyncConnectionPool(
+        self._lock_pool = open_pool(
             conninfo,
             min_size=1,
             max_size=pool_size,
-            open=False,
             kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
+            timeout=10,
         )
         self._listen_conn: psycopg.AsyncConnection | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -228,7 +234,7 @@ class PostgresBroker:
             event = self._wakeups[queue] = asyncio.Event()
             self._pending_listens[queue] = asyncio.get_running_loop().create_future()
         listening = self._pending_listens[queue]
-        if self._listen_task is None:
+        if self._listen_task is None or self._listen_task.done():
             self._listen_task = asyncio.create_task(self._dispatch_notifications())
         # Receive only once LISTEN is in place, so no notification between the
         # first fetch and the first wait can be missed.
@@ -243,12 +249,13 @@ class PostgresBroker:
         are gone; until then consumers rely on their bounded idle wait.
         """
         connected_once = False
+        retry_in = _LISTEN_RETRY_SECONDS
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, row_factory=tuple_row
                 )
-            except psycopg.OperationalError as exc:
+            except (psycopg.Error, OSError) as exc:
                 if not connected_once:
                     # Nothing listens yet: fail the receivers waiting for LISTEN.
                     for fut in self._pending_listens.values():
@@ -259,8 +266,10 @@ class PostgresBroker:
                     self._listen_task = None
                     return
                 log.warning("queue notifications: reconnecting after %s", exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, _MAX_IDLE_WAIT)
                 continue
+            retry_in = _LISTEN_RETRY_SECONDS
             self._listen_conn = conn
             try:
                 by_channel: dict[str, str] = {}
@@ -282,7 +291,9 @@ class PostgresBroker:
                         woken = by_channel.get(notify.channel)
                         if woken is not None:
                             self._wakeups[woken].set()
-            except psycopg.OperationalError as exc:
+            except (psycopg.Error, OSError) as exc:
+                # Lost (PostgreSQL restarting, the connection terminated):
+                # consumers fall back on their bounded idle wait meanwhile.
                 log.warning("queue notifications: connection lost (%s)", exc)
                 for event in self._wakeups.values():
                     event.set()

@@ -2,8 +2,9 @@
 
 Every call carries a deadline. Failures become shared.errors: NOT_FOUND ->
 NotFound, INVALID_ARGUMENT -> InvalidArgument, FAILED_PRECONDITION ->
-Conflict, UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / CANCELLED
--> Unavailable (try again later), anything else -> Internal.
+Conflict, UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED -> Unavailable (try
+again later), RESOURCE_EXHAUSTED -> Overloaded (refused at once, so that the
+orchestrator's caller gets its 503 at once too), anything else -> Internal.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from coremachine.shared.errors import (
     Internal,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
@@ -53,7 +55,7 @@ _ERRORS: dict[grpc.StatusCode, type[CoreMachineError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: Conflict,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
     grpc.StatusCode.CANCELLED: Unavailable,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
