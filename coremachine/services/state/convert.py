@@ -11,7 +11,6 @@ from coremachine.common.v1 import common_pb2
 from coremachine.services.state.diagnosis import Diagnosis
 from coremachine.services.state.rows import EventRow, JobRow, StageRow, TaskRow
 from coremachine.services.state.store_models import ClaimedTask, JobView, StageResult
-from coremachine.shared.domain.tasks import WorkerInfo
 from coremachine.shared.status_codes import job_status_to_proto, task_status_to_proto
 from coremachine.state.v1 import state_pb2
 
@@ -122,21 +121,6 @@ def claimed_to_proto(task: ClaimedTask) -> common_pb2.Task:
         status=common_pb2.TASK_STATUS_PROCESSING,
         parameters_json=task.parameters_json.encode(),
         attempt=task.attempt,
-    )
-
-
-def worker_to_proto(worker: WorkerInfo) -> state_pb2.WorkerInfo:
-    return state_pb2.WorkerInfo(
-        worker_id=worker.worker_id,
-        host=worker.host,
-        queues=list(worker.queues),
-        task_types=list(worker.task_types),
-        concurrency=worker.concurrency,
-        in_flight=worker.in_flight,
-        version=worker.version,
-        started_at=_ts(worker.started_at),
-        last_seen_at=_ts(worker.last_seen_at),
-        state=worker.state,
     )
 
 

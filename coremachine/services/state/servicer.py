@@ -42,6 +42,7 @@ from coremachine.shared.state_clients.convert import (
     firing_to_proto,
     schedule_from_proto,
     schedule_to_proto,
+    worker_to_proto,
 )
 from coremachine.shared.status_codes import job_status_from_proto, task_status_from_proto
 from coremachine.state.v1 import state_pb2, state_pb2_grpc
@@ -422,7 +423,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         if request.include_gone_seconds < 0:
             raise InvalidArgument("include_gone_seconds must be >= 0", "include_gone_seconds")
         workers = await self.workers.list(request.include_gone_seconds)
-        return state_pb2.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
+        return state_pb2.ListWorkersResponse(workers=[worker_to_proto(w) for w in workers])
 
     # -- schedules ---------------------------------------------------------------
 

@@ -196,6 +196,7 @@ def worker_to_proto(worker: WorkerInfo) -> state_pb2.WorkerInfo:
         in_flight=worker.in_flight,
         version=worker.version,
         started_at=_timestamp(worker.started_at),
+        last_seen_at=_timestamp(worker.last_seen_at),
         state=worker.state,
     )
 
