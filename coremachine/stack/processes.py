@@ -375,6 +375,19 @@ class Stack:
                     process.proc.send_signal(signal.SIGKILL)
                     process.proc.wait()
 
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
+        """SIGTERM a replica (or every replica of a service) and wait until it
+        exits: its shutdown handlers run, as on a rolling restart."""
+        with self._lock:
+            for process in self._select(name):
+                if process.proc is not None and process.proc.poll() is None:
+                    process.proc.terminate()
+                    try:
+                        process.proc.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        process.proc.kill()
+                        process.proc.wait()
+
     def restart(self, name: str) -> None:
         self.start(name)
         self.wait_serving(name)

@@ -37,12 +37,14 @@ def task_context(
     blobs: BlobStore | None = None,
     previous_results: Sequence[PreviousResult] | None = None,
     cancelled: bool = False,
+    runtime: RecordingRuntime | None = None,
 ) -> TaskContext:
     """A context like the worker's, for `handler(params, task_context(...))` in a test.
 
     blobs defaults to an in-memory store; previous_results are what
     ctx.previous_results returns (None: the stage did not ask for them).
-    `ctx._runtime` records heartbeats and progress (a RecordingRuntime).
+    runtime: pass a RecordingRuntime to assert on the heartbeats and progress
+    the handler reported (`runtime.heartbeats`, `runtime.reports`).
     """
     cancel = CancelSignal()
     if cancelled:
@@ -58,6 +60,6 @@ def task_context(
         queue=queue,
         blobs=blobs if blobs is not None else MemoryBlobStore(),
         _previous=list(previous_results) if previous_results is not None else None,
-        _runtime=RecordingRuntime(),
+        _runtime=runtime if runtime is not None else RecordingRuntime(),
         _cancel=cancel,
     )

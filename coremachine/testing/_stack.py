@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from coremachine.shared.pg_urls import start_embedded, with_dbname
-from coremachine.stack.processes import Ports, Stack, data_dir
+from coremachine.stack.processes import Ports, Replica, Stack, data_dir, replica_name
 
 # Quick recovery and retries: a test should not wait out production timeouts.
 FAST_ENV = {
@@ -70,7 +70,6 @@ class CoreMachineStack:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="coremachine-logs-"))
         self.database_url = ""
         self.stack: Stack | None = None
-        self._pool_stacks: list[Stack] = []
         self._client: Any = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -92,40 +91,25 @@ class CoreMachineStack:
         env = {**FAST_ENV, **self.env}
         if self.apps is not None:
             env["COREMACHINE_APPS"] = self.apps
-        first, *others = self.pools
         self.stack = Stack(
             self.database_url,
             Ports.free(),
             log_dir=self.log_dir,
             extra_env=env,
-            service_env={"worker": {"WORKER_QUEUES": first, "WORKER_ID": f"worker-{first}"}},
+            # One worker process per pool, on the same services.
+            replicas={
+                "worker": [
+                    Replica({"WORKER_QUEUES": pool, "WORKER_ID": f"worker-{pool}"})
+                    for pool in self.pools
+                ]
+            },
         )
         self.stack.up()
-        # One more worker process per further pool, on the same services.
-        for pool in others:
-            extra = Stack(
-                self.database_url,
-                Ports.free(),
-                log_dir=self.log_dir / f"pool-{pool.replace(',', '_')}",
-                extra_env={
-                    **env,
-                    "STATE_ADDRESS": f"127.0.0.1:{self.stack.ports.state}",
-                    "WORKER_QUEUES": pool,
-                    "WORKER_ID": f"worker-{pool}",
-                },
-                api_keys=self.stack.api_keys,
-            )
-            extra.start("worker")
-            self._pool_stacks.append(extra)
-            extra.wait_serving("worker")
 
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-        for extra in self._pool_stacks:
-            extra.stop()
-        self._pool_stacks.clear()
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
@@ -168,6 +152,21 @@ class CoreMachineStack:
         """Submits a job and waits until it ends; returns the SDK's Job."""
         job = self.client.submit(job_type, **parameters)
         return self.client.wait(job.job_id, timeout=timeout)
+
+    def stop_pool(self, pool: str) -> None:
+        """Stops the pool's worker as a rolling restart would (SIGTERM): its
+        queue then has no live consumer until start_pool."""
+        self._running().terminate(self._pool_worker(pool))
+
+    def start_pool(self, pool: str) -> None:
+        stack = self._running()
+        stack.start(self._pool_worker(pool))
+        stack.wait_serving(self._pool_worker(pool))
+
+    def _pool_worker(self, pool: str) -> str:
+        if pool not in self.pools:
+            raise KeyError(f"no pool {pool!r}; pools: {self.pools}")
+        return replica_name("worker", self.pools.index(pool), len(self.pools))
 
     def logs(self) -> dict[str, str]:
         """The services' logs so far (for a failing test's message)."""

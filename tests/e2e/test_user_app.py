@@ -148,8 +148,7 @@ def test_the_users_job_runs_through_the_sdk_next_to_the_builtin_ones(cm):
 
 
 def test_a_stage_whose_pool_has_no_live_worker_waits_and_says_so(cm):
-    [gpu] = cm._pool_stacks
-    gpu.stop()  # the pool's only worker says it stops: no live consumer of "gpu"
+    cm.stop_pool("gpu")  # the pool's only worker says it stops: no live consumer of "gpu"
     with httpx.Client(base_url=cm.http_url, headers=auth_headers(cm.api_key), timeout=30) as http:
         job_id = http.post("/api/jobs/submit/tiles", json={"tiles": 2, "scale": 7}).json()["job"][
             "job_id"
@@ -164,8 +163,7 @@ def test_a_stage_whose_pool_has_no_live_worker_waits_and_says_so(cm):
         assert "queue 'gpu', which no live worker consumes" in job["waiting"]
         assert job["status"] == "processing" and job["stage"] == 2
         # Nothing was lost or dead-lettered while it waited: the pool comes back.
-        gpu.start("worker")
-        gpu.wait_serving("worker")
+        cm.start_pool("gpu")
         done = wait_for_job(http, job_id)
     assert done["status"] == "completed" and done["waiting"] is None
     assert done["result"] == {"pixels": 7}
