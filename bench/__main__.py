@@ -7,7 +7,9 @@ PostgreSQL (or DATABASE_URL), then measures:
   PostgreSQL still digests them (autovacuum), and reported separately;
 - throughput: a two-stage no-op job (n tasks, then n more) from submit to
   completed, for each n, as tasks per second;
-- cost: PostgreSQL transactions per task (pg_stat_database), peak RSS per service.
+- cost: PostgreSQL transactions per task (pg_stat_database), peak RSS per service;
+- tracing: the n=10,000 job on two fresh stacks, tracing off and on
+  (bench/tracing_cost.py), and what it costs.
 Prints a table and writes bench/latest.json. Never a timed assertion.
 
 Flow control (bench/flow.py), on their own: `--priority` (a priority 9 job
@@ -26,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -33,6 +36,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from bench.tracing_cost import tracing_cost
 from coremachine.shared.pg_urls import start_embedded
 from coremachine.stack.processes import Ports, Stack
 from coremachine_sdk import Client, JobStatus
@@ -136,6 +140,13 @@ def report(results: dict) -> None:
         f"p50 {after['p50']} ms, p99 {after['p99']} ms",
     )
     table.add_row("PostgreSQL transactions per task", str(results["pg_xacts_per_task"]))
+    if "tracing" in results:
+        tr = results["tracing"]
+        table.add_row(
+            f"tracing off / on, n={tr['n']:,}",
+            f"{tr['tracing_off_tasks_per_s']:,} / {tr['tracing_on_tasks_per_s']:,} tasks/s"
+            f" ({tr['cost_pct']} %)",
+        )
     for name, mb in results["peak_rss_mb"].items():
         table.add_row(f"peak RSS {name}", f"{mb} MB")
     console.print(table)
@@ -147,6 +158,9 @@ def main() -> int:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
     parser.add_argument("--output", default=str(ROOT / "bench" / "latest.json"))
+    parser.add_argument(
+        "--tracing-n", type=int, default=10_000, help="n of the tracing off/on runs (0: none)"
+    )
     parser.add_argument(
         "--priority", action="store_true", help="a priority 9 job behind a large one (only)"
     )
@@ -204,6 +218,10 @@ def main() -> int:
         sampler.stopped.set()
         stack.stop()
         drop_database(url, db)
+    if args.tracing_n and not args.smoke:
+        results["tracing"] = tracing_cost(
+            lambda env: throughput_on_fresh_stack(url, args.tracing_n, env), args.tracing_n
+        )
     report(results)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if not args.smoke:
@@ -211,6 +229,29 @@ def main() -> int:
     else:
         print(json.dumps(results))
     return 0
+
+
+def throughput_on_fresh_stack(url: str, n: int, env: Mapping[str, str]) -> dict[str, float]:
+    """One warmed-up throughput run at n on a stack of its own, with `env` added."""
+    from tests.databases import create_database, drop_database
+
+    db = create_database(url, prefix="cm_bench")
+    stack = Stack(
+        db,
+        Ports.free(),
+        log_dir=ROOT / ".data" / "bench-logs",
+        extra_env={"LOG_LEVEL": "WARNING", **env},
+    )
+    try:
+        stack.up()
+        bench = Bench(stack)
+        bench.throughput(100)  # warm-up
+        result = bench.throughput(n)
+        bench.close()
+        return result
+    finally:
+        stack.stop()
+        drop_database(url, db)
 
 
 def flow_main(args: argparse.Namespace) -> int:
