@@ -121,6 +121,17 @@ def dead_letter_to_json(letter: state_pb2.DeadLetterMessage) -> dict[str, Any]:
     }
 
 
+def queue_to_json(queue: state_pb2.QueueInfo) -> dict[str, Any]:
+    return {
+        "queue": queue.queue,
+        "depth": queue.depth,
+        "dead_letters": queue.dead_letters,
+        "oldest_age_seconds": (
+            round(queue.oldest_age_seconds, 3) if queue.HasField("oldest_age_seconds") else None
+        ),
+    }
+
+
 def stats_to_json(stats: state_pb2.GetStatsResponse) -> dict[str, Any]:
     return {
         "jobs_by_status": dict(stats.jobs_by_status),

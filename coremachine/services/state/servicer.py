@@ -186,6 +186,19 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         )
 
     @map_errors
+    async def ListQueues(self, request, context):
+        now = dt.datetime.now(dt.UTC)
+        queues = []
+        for name, stats in await self.admin.queue_stats():
+            info = state_pb2.QueueInfo(
+                queue=name, depth=stats.depth, dead_letters=stats.dead_letters
+            )
+            if stats.oldest_enqueued_at is not None:
+                info.oldest_age_seconds = max(0.0, (now - stats.oldest_enqueued_at).total_seconds())
+            queues.append(info)
+        return state_pb2.ListQueuesResponse(queues=queues)
+
+    @map_errors
     async def ListDeadLetters(self, request, context):
         views = await self.admin.dead_letters(_require(request.queue, "queue"), request.limit)
         return state_pb2.ListDeadLettersResponse(

@@ -877,3 +877,25 @@ class ListFiringsResponse(_message.Message):
     FIRINGS_FIELD_NUMBER: _ClassVar[int]
     firings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ScheduleFiring]
     def __init__(self, firings: _Optional[_Iterable[_Union[_common_pb2.ScheduleFiring, _Mapping]]] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueInfo(_message.Message):
+    __slots__ = ("queue", "depth", "dead_letters", "oldest_age_seconds")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    depth: int
+    dead_letters: int
+    oldest_age_seconds: float
+    def __init__(self, queue: _Optional[str] = ..., depth: _Optional[int] = ..., dead_letters: _Optional[int] = ..., oldest_age_seconds: _Optional[float] = ...) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[QueueInfo]
+    def __init__(self, queues: _Optional[_Iterable[_Union[QueueInfo, _Mapping]]] = ...) -> None: ...

@@ -222,6 +222,11 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
                 _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListQueues',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -494,6 +499,13 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQueues(self, request, context):
+        """Each queue's depth, dead letters and how long its oldest ready message waits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -681,6 +693,11 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.ListFirings,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.SerializeToString,
+            ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1685,6 +1702,33 @@ class StateService:
             '/coremachine.state.v1.StateService/ListFirings',
             coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListQueues',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.FromString,
             options,
             channel_credentials,
             insecure,
