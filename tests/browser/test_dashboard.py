@@ -79,6 +79,9 @@ def test_cancel_a_job_after_confirming(page: Page, stack, http):
     sign_in(page, stack.api_key)
     job_id = submit(http, n=20, task_delay_ms=20_000, message="to be cancelled")
     page.goto(f"/ui/jobs/{job_id}")
+    # Not done: the page says why (its tasks are running on a worker).
+    why = page.get_by_role("region", name="Why is this job waiting?")
+    expect(why).to_contain_text("running")
     page.get_by_role("link", name="Cancel job…").click()
     expect(page.get_by_role("heading", name=re.compile("Cancel job"))).to_be_visible()
     screenshot(page, "confirm-cancel")
@@ -116,6 +119,34 @@ def test_submit_a_job_from_the_form_generated_from_its_schema(page: Page, stack,
     job = wait_for_job(http, job_id)
     assert job["status"] == "completed"
     assert job["parameters"]["n"] == 4 and job["parameters"]["message"] == "from the form"
+
+
+def test_a_failed_job_shows_its_failures_by_error_and_resubmits_them(page: Page, stack, http):
+    job_id = submit(http, n=6, failure_rate=1.0, message="always fails")
+    assert wait_for_job(http, job_id)["status"] == "failed"
+    sign_in(page, stack.api_key)
+    page.goto(f"/ui/jobs/{job_id}")
+    expect(page.locator("#job-status")).to_have_text("failed")
+    expect(page.get_by_role("region", name="Error", exact=True)).to_contain_text(
+        "STOCHASTIC FAILURE"
+    )
+    failures = page.get_by_role("region", name="Failed tasks by error")
+    rows = failures.locator("tbody tr")
+    # The first task out of attempts fails the job (the others are cancelled): its
+    # error, with every attempt spent.
+    expect(rows.first).to_contain_text("STOCHASTIC FAILURE")
+    expect(rows.first).to_contain_text(re.compile(r"attempt (\d+) of \1"))
+    screenshot(page, "job-failed")
+    page.get_by_role("link", name="Resubmit failed tasks…").click()
+    page.get_by_role("button", name="Yes, resubmit failed tasks").click()
+    expect(page).to_have_url(re.compile(r"done=resubmitted&requeued=\d+"))
+    requeued = int(page.url.split("requeued=")[1])
+    assert requeued >= 1
+    expect(page.get_by_role("status").first).to_contain_text(f"{requeued} tasks run again")
+    # They fail again (failure_rate 1.0): the job went round once more.
+    assert wait_for_job(http, job_id)["status"] == "failed"
+    events = http.get(f"/api/jobs/{job_id}/events").text
+    assert "event: job_resubmitted" in events
 
 
 def send_garbage(stack, job_id: str) -> str:
