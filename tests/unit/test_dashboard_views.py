@@ -85,14 +85,14 @@ def test_running_and_waiting_come_from_the_diagnosis_of_the_current_stage():
     job = {
         "stages": [
             {"stage": 1, "status": "completed", "queue": "tasks", "task_count": 4,
-             "completed": 4, "failed": 0, "cancelled": 0},
+             "completed": 4, "failed": 0, "cancelled": 0, "remaining": 0},
             {"stage": 2, "status": "processing", "queue": "tasks", "task_count": 10,
-             "completed": 3, "failed": 1, "cancelled": 0},
+             "completed": 3, "failed": 1, "cancelled": 0, "remaining": 6},
         ]
     }  # fmt: skip
     diagnosis = {"current_stage": {"stage": 2, "planned": True, "processing": 2, "queued": 4}}
     first, second = stage_bars(job, diagnosis)
-    assert (first.done_percent, first.running) == (100, None)
+    assert (first.done_percent, first.running, first.waiting) == (100, 0, 0)
     assert (second.done_percent, second.running, second.waiting) == (40, 2, 4)
     assert second.width(3) == "30.00"
 

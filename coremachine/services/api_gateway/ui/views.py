@@ -30,6 +30,10 @@ class StageBar:
     waiting: int | None
 
     @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.completed - self.failed - self.cancelled)
+
+    @property
     def done_percent(self) -> int:
         if not self.total:
             return 0
@@ -46,6 +50,8 @@ def stage_bars(job: dict[str, Any], diagnosis: dict[str, Any] | None) -> list[St
         running = waiting = None
         if current.get("stage") == s["stage"] and current.get("planned"):
             running, waiting = int(current["processing"]), int(current["queued"])
+        elif s["remaining"] == 0:
+            running = waiting = 0
         bars.append(
             StageBar(
                 stage=s["stage"],
@@ -56,7 +62,7 @@ def stage_bars(job: dict[str, Any], diagnosis: dict[str, Any] | None) -> list[St
                 failed=s["failed"],
                 cancelled=s["cancelled"],
                 running=running,
-                waiting=waiting if waiting is not None else None,
+                waiting=waiting,
             )
         )
     return bars
