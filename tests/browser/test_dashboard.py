@@ -142,8 +142,12 @@ def test_a_failed_job_shows_its_failures_by_error_and_resubmits_them(page: Page,
     rows = failures.locator("tbody tr")
     # The first task out of attempts fails the job (the others are cancelled): its
     # error, with every attempt spent.
-    expect(rows.first).to_contain_text("STOCHASTIC FAILURE")
-    expect(rows.first).to_contain_text(re.compile(r"attempt (\d+) of \1"))
+    report = http.get(f"/api/jobs/{job_id}/failures").json()
+    group = report["groups"][0]
+    assert "STOCHASTIC FAILURE" in group["error"] and group["max_attempt"] >= 2
+    expect(rows).to_have_count(len(report["groups"]))
+    expect(rows.first).to_contain_text(group["error"])
+    expect(rows.first).to_contain_text(f"attempt {group['max_attempt']}")
     screenshot(page, "job-failed")
     page.get_by_role("link", name="Resubmit failed tasks…").click()
     page.get_by_role("button", name="Yes, resubmit failed tasks").click()

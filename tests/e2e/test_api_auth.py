@@ -31,6 +31,7 @@ HTTP_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/jobs/{job_id}/resubmit"): "submitter",
     ("GET", "/api/jobs/{job_id}/events"): "reader",
     ("GET", "/api/jobs/{job_id}/diagnosis"): "reader",
+    ("GET", "/api/jobs/{job_id}/failures"): "reader",
     ("GET", "/api/workers"): "reader",
     ("GET", "/api/queues"): "reader",
     ("GET", "/api/db/jobs"): "reader",

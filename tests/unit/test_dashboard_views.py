@@ -1,5 +1,5 @@
-"""The dashboard's pure parts: the form generated from a JSON Schema, failure groups,
-stage bars, and the session cookie."""
+"""The dashboard's pure parts: the form generated from a JSON Schema, stage bars, and
+the session cookie."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from coremachine.services.api_gateway.ui.session import SessionCodec, csrf_match
 from coremachine.services.api_gateway.ui.views import (
     FormError,
     form_fields,
-    group_failures,
     parameters_from_form,
     stage_bars,
 )
@@ -66,19 +65,6 @@ def test_the_hello_world_form_round_trips_through_its_own_model():
     values = {f.name: f.default for f in fields}
     parameters = parameters_from_form(fields, {**values, "n": "7"})
     assert parameters_model(100).model_validate(parameters).n == 7
-
-
-def test_failures_are_grouped_by_message_most_frequent_first_with_few_samples():
-    tasks = [
-        {"error": "boom", "stage": 1, "task_index": i, "attempt": 3, "max_attempts": 3}
-        for i in range(25)
-    ] + [{"error": "other", "stage": 2, "task_index": 0, "attempt": 1, "max_attempts": 3}]
-    groups = group_failures(tasks)
-    assert [(g.error, g.count, g.stages) for g in groups] == [
-        ("boom", 25, {1}),
-        ("other", 1, {2}),
-    ]
-    assert len(groups[0].samples) == 10
 
 
 def test_running_and_waiting_come_from_the_diagnosis_of_the_current_stage():

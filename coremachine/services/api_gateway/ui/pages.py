@@ -3,7 +3,7 @@
 Every page reads through the gateway's backends, the same calls the JSON API
 makes, and renders the same bodies (convert.py). No page reads all tasks of a
 job: stage counters come with the job, task lists are pages, and failures are
-grouped over a bounded number of failed tasks.
+grouped by the state service over a bounded number of failed tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from coremachine.services.api_gateway.convert import (
     TASK_STATUSES,
     dead_letter_to_json,
     diagnosis_to_json,
+    failures_to_json,
     job_to_json,
     job_type_to_json,
     queue_to_json,
@@ -31,16 +32,11 @@ from coremachine.services.api_gateway.http_context import check_job_id
 from coremachine.services.api_gateway.http_deps import parse_since
 from coremachine.services.api_gateway.ui.context import Dashboard
 from coremachine.services.api_gateway.ui.routing import ui_route_class
-from coremachine.services.api_gateway.ui.views import (
-    FAILURES_SCANNED,
-    TERMINAL,
-    form_fields,
-    group_failures,
-    stage_bars,
-)
+from coremachine.services.api_gateway.ui.views import TERMINAL, form_fields, stage_bars
 from coremachine.shared.errors import CoreMachineError, InvalidArgument, NotFound
 
 PAGE_SIZE = 50
+FAILURE_GROUPS = 20
 # Time windows the jobs page offers (hours back, as the API's `since`).
 WINDOWS = {"": "any time", "1": "last hour", "24": "last 24 hours", "168": "last 7 days"}
 
@@ -122,14 +118,9 @@ def pages_router(ui: Dashboard) -> APIRouter:
                 diagnosis = diagnosis_to_json(await backends.diagnose_job(job_id))
             except CoreMachineError:
                 diagnosis = None  # the page still shows the job
-        failures: list[Any] = []
-        scanned = 0
+        failures = None
         if any(s["failed"] for s in job["stages"]) or job["status"] == "failed":
-            page = await backends.list_tasks(
-                job_id, 0, common_pb2.TASK_STATUS_FAILED, FAILURES_SCANNED, ""
-            )
-            tasks = [task_to_json(t) for t in page.tasks]
-            scanned, failures = len(tasks), group_failures(tasks)
+            failures = failures_to_json(await backends.task_failures(job_id, FAILURE_GROUPS))
         return ui.render(
             request,
             "job.html",
@@ -138,8 +129,6 @@ def pages_router(ui: Dashboard) -> APIRouter:
             bars=stage_bars(job, diagnosis),
             diagnosis=diagnosis,
             failures=failures,
-            failures_scanned=scanned,
-            failures_capped=scanned >= FAILURES_SCANNED,
             terminal=job["status"] in TERMINAL,
             can_resubmit=job["status"] in ("failed", "cancelled"),
         )

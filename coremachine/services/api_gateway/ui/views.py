@@ -7,14 +7,10 @@ what a user sees in the dashboard is what a client of the API gets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 TERMINAL = frozenset({"completed", "completed_with_errors", "failed", "cancelled"})
-# Failed tasks read to group a job's failures: enough to show every distinct
-# error of a bad job, bounded whatever the job's size.
-FAILURES_SCANNED = 500
-_SAMPLES_PER_ERROR = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,28 +62,6 @@ def stage_bars(job: dict[str, Any], diagnosis: dict[str, Any] | None) -> list[St
             )
         )
     return bars
-
-
-@dataclass
-class FailureGroup:
-    error: str
-    count: int = 0
-    stages: set[int] = field(default_factory=set)
-    # (task_id, stage, task_index, attempt, max_attempts) of the first few.
-    samples: list[dict[str, Any]] = field(default_factory=list)
-
-
-def group_failures(tasks: list[dict[str, Any]]) -> list[FailureGroup]:
-    """Failed tasks by error message, the most frequent first."""
-    groups: dict[str, FailureGroup] = {}
-    for task in tasks:
-        error = task.get("error") or "(no error message)"
-        group = groups.setdefault(error, FailureGroup(error))
-        group.count += 1
-        group.stages.add(task["stage"])
-        if len(group.samples) < _SAMPLES_PER_ERROR:
-            group.samples.append(task)
-    return sorted(groups.values(), key=lambda g: (-g.count, g.error))
 
 
 # -- the submit form, generated from a job type's JSON Schema ----------------------
