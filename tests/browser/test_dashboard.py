@@ -83,6 +83,26 @@ def test_a_running_job_s_stage_bars_reach_100_percent_live(page: Page, stack, ht
     screenshot(page, "job")
 
 
+def test_the_live_page_reconnects_after_the_gateway_restarts(page: Page, stack, http):
+    sign_in(page, stack.api_key)
+    # About 10 s of work on 4 slots: long enough to outlast a gateway restart.
+    job_id = submit(http, n=50, task_delay_ms=400, message="through a restart")
+    page.goto(f"/ui/jobs/{job_id}")
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("window.__notReloaded = true")
+    stack.kill("api_gateway")  # the stream drops mid-job
+    expect(page.locator("#live-state")).to_have_text("reconnecting…")
+    stack.restart("api_gateway")
+    # EventSource comes back by itself (with Last-Event-ID) and the bars go on.
+    expect(page.locator("#live-state")).to_have_text("live", timeout=30_000)
+    expect(page.get_by_role("progressbar", name="Stage 2 progress")).to_have_attribute(
+        "aria-valuenow", "100", timeout=60_000
+    )
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
+    assert page.evaluate("window.__notReloaded") is True
+    assert http.get(f"/api/jobs/status/{job_id}").json()["status"] == "completed"
+
+
 def test_cancel_a_job_after_confirming(page: Page, stack, http):
     sign_in(page, stack.api_key)
     job_id = submit(http, n=20, task_delay_ms=20_000, message="to be cancelled")
@@ -199,6 +219,7 @@ def test_replay_a_dead_letter_after_confirming(page: Page, stack, http):
         expect(page.get_by_role("heading", name=re.compile("Replay dead letter"))).to_be_visible()
         page.get_by_role("button", name="Yes, replay it to tasks").click()
         expect(page).to_have_url(re.compile(r"/ui/queues\?done=replayed&count=1"))
+        expect(page.get_by_role("status")).to_have_text("Replayed 1 dead letter(s) to their queue.")
         assert letter(http, message_id) is None
         queues = {q["queue"]: q for q in http.get("/api/queues").json()["queues"]}
         assert queues["tasks"]["depth"] >= 1 and queues["tasks"]["oldest_age_seconds"] is not None
@@ -208,6 +229,22 @@ def test_replay_a_dead_letter_after_confirming(page: Page, stack, http):
         expect(tasks_row).not_to_contain_text("—")
     finally:
         stack.restart("worker")
+
+
+def test_mark_a_dead_letter_failed_after_confirming(page: Page, stack, http):
+    job_id = submit(http, n=1, task_delay_ms=20_000, message="dead letter to fail")
+    message_id = send_garbage(stack, job_id)
+    dead = wait_until(lambda: letter(http, message_id), "the dead letter")
+    sign_in(page, stack.api_key)
+    page.goto(f"/ui/queues/tasks/dead-letters/{dead['sequence']}/fail")
+    expect(page.get_by_role("heading", name=re.compile("Mark failed dead letter"))).to_be_visible()
+    page.get_by_label("Reason (recorded in the job's error)").fill("garbage in the queue")
+    page.get_by_role("button", name="Yes, fail its job and purge it").click()
+    expect(page).to_have_url(re.compile(r"/ui/queues\?done=failed&count=1"))
+    expect(page.get_by_role("status")).to_have_text(re.compile("Marked failed: 1 job"))
+    assert letter(http, message_id) is None
+    job = wait_for_job(http, job_id)
+    assert job["status"] == "failed" and "garbage in the queue" in (job["error"] or "")
 
 
 def test_a_reader_sees_no_actions_and_a_forced_post_is_refused(page: Page, stack, http):

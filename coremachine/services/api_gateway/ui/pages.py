@@ -214,7 +214,13 @@ def pages_router(ui: Dashboard) -> APIRouter:
             {**stats.get(q, {"queue": q}), "messages": [dead_letter_to_json(m) for m in found]}
             for q, found in zip(ui.queues, letters, strict=True)
         ]
-        return ui.render(request, "queues.html", user, queues=queues)
+        done = {
+            "replayed": "Replayed {count} dead letter(s) to their queue.",
+            "failed": "Marked failed: {count} job(s) failed, the dead letter purged.",
+        }.get(request.query_params.get("done", ""))
+        count = request.query_params.get("count", "0")
+        notice = done.format(count=count if count.isdigit() else "0") if done else ""
+        return ui.render(request, "queues.html", user, queues=queues, notice=notice)
 
     return router
 
