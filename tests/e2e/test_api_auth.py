@@ -400,18 +400,43 @@ def ui_url(path: str, jobs: Jobs) -> str:
     )
 
 
-def ui_session(stack, role: str) -> httpx.Client:
+def ui_session(stack, role: str, login_headers: dict[str, str] | None = None) -> httpx.Client:
     """A client signed in to the dashboard with the stack's key of that role."""
     client = httpx.Client(base_url=stack.http_url, timeout=30)
     page = client.get("/ui/login")
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-    r = client.post("/ui/login", data={"csrf_token": token, "api_key": stack.api_keys[role]})
+    r = client.post(
+        "/ui/login",
+        data={"csrf_token": token, "api_key": stack.api_keys[role]},
+        headers=login_headers,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/ui/jobs", r.text
+    client.last_login = r  # type: ignore[attr-defined]
     return client
 
 
 def csrf_of(client: httpx.Client) -> str:
     return client.get("/ui/workers").text.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_the_session_cookie_is_http_only_strict_and_secure_behind_tls(stack):
+    plain = ui_session(stack, "reader")
+    # Over plain HTTP here, so a Secure cookie would not come back: only the answer is read.
+    behind_tls = ui_session(stack, "reader", login_headers={"X-Forwarded-Proto": "https"})
+    try:
+        for client, secure in ((plain, False), (behind_tls, True)):
+            cookie = next(
+                v
+                for k, v in client.last_login.headers.multi_items()  # type: ignore[attr-defined]
+                if k == "set-cookie" and v.startswith("cm_session=")
+            )
+            flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+            assert {"httponly", "samesite=strict", "path=/"} <= flags, cookie
+            assert ("secure" in flags) is secure, cookie
+            assert stack.api_keys["reader"] not in cookie
+    finally:
+        plain.close()
+        behind_tls.close()
 
 
 def test_ui_roles_list_exactly_the_dashboard_routes():
