@@ -18,13 +18,15 @@ from tests.e2e.conftest import auth_headers, make_stack
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts" / "ui"
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API holds an event loop in this
+# thread while it runs, and later tests (tests/e2e) call asyncio.run().
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     try:
         path = chromium_path()
