@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             f" logs in {stack.log_dir}"
         )
         console.print(
+            f"dashboard: [bold]{stack.http_url}/ui[/bold] (sign in with the API key below)"
+        )
+        console.print(
             "metrics: " + ", ".join(f"{name} {stack.metrics_url(name)}" for name in stack.processes)
         )
         if args.command == "run":

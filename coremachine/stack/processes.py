@@ -189,6 +189,8 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # role -> key; the gateway only ever sees their hashes.
     api_keys: dict[str, str] = field(default_factory=generate_api_keys)
+    # One for every gateway replica, so a dashboard session works on any of them.
+    ui_session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self) -> None:
         unknown = set(self.replicas) - set(SERVICES)
@@ -266,7 +268,14 @@ class Stack:
         process = self._select(name)[0]
         service = process.service
         # The gateway's env secrets provider reads the secret `api-keys` from API_KEYS.
-        auth = {"API_KEYS": api_keys_secret(self.api_keys)} if service == "api_gateway" else {}
+        auth = (
+            {
+                "API_KEYS": api_keys_secret(self.api_keys),
+                "GATEWAY_UI_SESSION_SECRET": self.ui_session_secret,
+            }
+            if service == "api_gateway"
+            else {}
+        )
         gateway_http = process.http_port or self.replicas_of("api_gateway")[0].http_port
         ports = {
             "STATE_GRPC_PORT": self.grpc_port_of("state"),

@@ -31,7 +31,9 @@ HTTP_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/jobs/{job_id}/resubmit"): "submitter",
     ("GET", "/api/jobs/{job_id}/events"): "reader",
     ("GET", "/api/jobs/{job_id}/diagnosis"): "reader",
+    ("GET", "/api/jobs/{job_id}/failures"): "reader",
     ("GET", "/api/workers"): "reader",
+    ("GET", "/api/queues"): "reader",
     ("GET", "/api/db/jobs"): "reader",
     ("GET", "/api/db/jobs/{job_id}"): "reader",
     ("GET", "/api/db/tasks"): "reader",
@@ -335,3 +337,182 @@ def test_every_rpc_lets_its_role_through(stack, jobs):
             if name in ("ResubmitJob", "WatchJob"):
                 ensure_cancelled(stack, jobs.cancelled)
             calls[name](grpc_metadata(stack, required))  # raises on any error
+
+
+# -- the dashboard (/ui) --------------------------------------------------------------
+
+# Every dashboard route and the role it needs (None: open). GETs of a lower role are
+# sent to the sign-in page (no session) or refused (403); POSTs are refused.
+UI_ROLES: dict[tuple[str, str], str | None] = {
+    ("GET", "/ui"): "reader",
+    ("GET", "/ui/login"): None,
+    ("POST", "/ui/login"): None,
+    ("POST", "/ui/logout"): "reader",
+    ("GET", "/ui/jobs"): "reader",
+    ("GET", "/ui/jobs/{job_id}"): "reader",
+    ("GET", "/ui/jobs/{job_id}/tasks"): "reader",
+    ("GET", "/ui/jobs/{job_id}/cancel"): "submitter",
+    ("POST", "/ui/jobs/{job_id}/cancel"): "submitter",
+    ("GET", "/ui/jobs/{job_id}/resubmit"): "submitter",
+    ("POST", "/ui/jobs/{job_id}/resubmit"): "submitter",
+    ("GET", "/ui/job-types"): "reader",
+    ("GET", "/ui/job-types/{job_type}"): "reader",
+    ("POST", "/ui/job-types/{job_type}/submit"): "submitter",
+    ("GET", "/ui/workers"): "reader",
+    ("GET", "/ui/queues"): "reader",
+    ("GET", "/ui/queues/{queue}/dead-letters/{sequence}/{action}"): "admin",
+    ("POST", "/ui/queues/{queue}/dead-letters/{sequence}/replay"): "admin",
+    ("POST", "/ui/queues/{queue}/dead-letters/{sequence}/fail"): "admin",
+}
+
+
+def ui_routes_of_the_app() -> set[tuple[str, str]]:
+    from fastapi.routing import APIRoute
+
+    from coremachine.services.api_gateway.auth import DisabledAuthenticator
+    from coremachine.services.api_gateway.backends import Backends
+    from coremachine.services.api_gateway.http_app import create_app
+
+    # Channels connect lazily: nothing is called, the routes are only listed.
+    backends = Backends.connect("127.0.0.1:9", "127.0.0.1:9", "127.0.0.1:9")
+    app = create_app(backends, DisabledAuthenticator())
+    # Included routers stay routers of their own (FastAPI 0.16x): their routes within.
+    routes = []
+    for route in app.routes:
+        included = getattr(route, "original_router", None)
+        routes.extend(included.routes if included is not None else [route])
+    return {
+        (method, route.path)
+        for route in routes
+        if isinstance(route, APIRoute) and route.path.startswith("/ui")
+        for method in route.methods
+    }
+
+
+def ui_url(path: str, jobs: Jobs) -> str:
+    job_id = jobs.cancelled if "resubmit" in path else jobs.running
+    return (
+        path.replace("{job_id}", job_id)
+        .replace("{job_type}", "hello_world")
+        .replace("{queue}", "tasks")
+        .replace("{sequence}", "1")
+        .replace("{action}", "replay")
+    )
+
+
+def ui_session(stack, role: str, login_headers: dict[str, str] | None = None) -> httpx.Client:
+    """A client signed in to the dashboard with the stack's key of that role."""
+    client = httpx.Client(base_url=stack.http_url, timeout=30)
+    page = client.get("/ui/login")
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    r = client.post(
+        "/ui/login",
+        data={"csrf_token": token, "api_key": stack.api_keys[role]},
+        headers=login_headers,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/ui/jobs", r.text
+    client.last_login = r  # type: ignore[attr-defined]
+    return client
+
+
+def csrf_of(client: httpx.Client) -> str:
+    return client.get("/ui/workers").text.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_the_session_cookie_is_http_only_strict_and_secure_behind_tls(stack):
+    plain = ui_session(stack, "reader")
+    # Over plain HTTP here, so a Secure cookie would not come back: only the answer is read.
+    behind_tls = ui_session(stack, "reader", login_headers={"X-Forwarded-Proto": "https"})
+    try:
+        for client, secure in ((plain, False), (behind_tls, True)):
+            cookie = next(
+                v
+                for k, v in client.last_login.headers.multi_items()  # type: ignore[attr-defined]
+                if k == "set-cookie" and v.startswith("cm_session=")
+            )
+            flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+            assert {"httponly", "samesite=strict", "path=/"} <= flags, cookie
+            assert ("secure" in flags) is secure, cookie
+            assert stack.api_keys["reader"] not in cookie
+    finally:
+        plain.close()
+        behind_tls.close()
+
+
+def test_ui_roles_list_exactly_the_dashboard_routes():
+    assert ui_routes_of_the_app() == set(UI_ROLES)
+
+
+def test_every_ui_route_refuses_no_session_a_forged_one_and_a_weak_role(stack, jobs):
+    before = snapshot(stack)
+    checked = 0
+    anonymous = httpx.Client(base_url=stack.http_url, timeout=30)
+    forged = httpx.Client(
+        base_url=stack.http_url, timeout=30, cookies={"cm_session": "gAAAAAforged"}
+    )
+    # An API key in a header is not a dashboard session.
+    header_only = httpx.Client(
+        base_url=stack.http_url, timeout=30, headers=auth_headers(stack.api_key)
+    )
+    sessions = {role: ui_session(stack, role) for role in ROLES}
+    try:
+        for (method, path), required in UI_ROLES.items():
+            if required is None:
+                continue
+            url = ui_url(path, jobs)
+            for label, client in (
+                ("no session", anonymous),
+                ("forged session", forged),
+                ("API key header", header_only),
+            ):
+                r = client.request(method, url, data={"csrf_token": "x"})
+                where = f"{method} {path} with {label}"
+                if method == "GET":
+                    assert r.status_code == 303, f"{where}: {r.status_code}"
+                    assert r.headers["location"].startswith("/ui/login?next="), where
+                else:
+                    assert r.status_code == 403, f"{where}: {r.status_code}"
+                checked += 1
+            for role in ROLES[: ROLES.index(required)]:
+                client = sessions[role]
+                r = client.request(method, url, data={"csrf_token": csrf_of(client)})
+                where = f"{method} {path} as {role}"
+                assert r.status_code == 403, f"{where}: {r.status_code} {r.text[:200]}"
+                assert f"needs the {required} role" in r.text, where
+                checked += 1
+            if method == "POST":
+                # The right role without the session's CSRF token.
+                r = sessions[required].post(url, data={"csrf_token": "forged"})
+                assert r.status_code == 403 and "CSRF" in r.text, f"{method} {path} no CSRF"
+                checked += 1
+        assert checked > 60
+    finally:
+        for client in (anonymous, forged, header_only, *sessions.values()):
+            client.close()
+    assert snapshot(stack) == before, "a refused dashboard request changed the database"
+
+
+def test_every_ui_page_opens_for_its_role_and_sign_out_ends_the_session(stack, jobs):
+    """The positive control of the walk above."""
+    for role in ROLES:
+        client = ui_session(stack, role)
+        try:
+            for (method, path), required in UI_ROLES.items():
+                if method != "GET" or required is None:
+                    continue
+                if ROLES.index(role) < ROLES.index(required) or "dead-letters" in path:
+                    continue  # refused above; the dead letter page needs a real letter
+                r = client.get(ui_url(path, jobs), follow_redirects=True)
+                assert r.status_code == 200, f"GET {path} as {role}: {r.status_code}"
+                assert "<main" in r.text
+            # The session cookie authorises the page scripts' reads of the JSON API...
+            assert client.get(f"/api/jobs/status/{jobs.running}").status_code == 200
+            # ...never a write.
+            r = client.post(f"/api/jobs/{jobs.running}/cancel")
+            assert r.status_code == 401, r.text
+            r = client.post("/ui/logout", data={"csrf_token": csrf_of(client)})
+            assert r.status_code == 303
+            assert client.get("/ui/jobs").status_code == 303
+            assert client.get(f"/api/jobs/status/{jobs.running}").status_code == 401
+        finally:
+            client.close()

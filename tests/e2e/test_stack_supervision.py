@@ -130,3 +130,25 @@ def test_up_restarts_a_killed_process_and_stops_only_when_told(up):
     while any(psutil.pid_exists(pid) for pid in after) and time.monotonic() < gone:
         time.sleep(0.1)
     assert not [pid for pid in after if psutil.pid_exists(pid)]
+
+
+def test_up_prints_the_dashboard_address_and_its_key_signs_in(up):
+    """A new user: `make up`, open the printed address, sign in with the printed key."""
+    proc, output, http_port = up
+    address = f"http://127.0.0.1:{http_port}/ui"
+    wait_until(lambda: output.has("admin API key"), 60, "the key to be printed")
+    line = next(line for line in output.lines if "dashboard:" in line)
+    assert address in line, line
+    at = next(i for i, line in enumerate(output.lines) if "admin API key" in line)
+    wait_until(lambda: len(output.lines) > at + 1, 30, "the key line")
+    key = output.lines[at + 1].strip()
+    with httpx.Client(timeout=30) as browser:
+        r = browser.get(address, follow_redirects=True)
+        assert r.status_code == 200 and "Sign in" in r.text
+        token = r.text.split('name="csrf_token" value="')[1].split('"')[0]
+        r = browser.post(
+            f"{address}/login", data={"csrf_token": token, "api_key": key}, follow_redirects=True
+        )
+        assert r.status_code == 200 and "<h1>Jobs</h1>" in r.text, r.text[:500]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, "".join(output.lines)

@@ -27,6 +27,9 @@ print(json.dumps({
     "requires_sdk": [r for r in md.requires("coremachine") if r.startswith("coremachine-sdk")],
     "sql": __import__("importlib.resources").resources.files("coremachine.services.state")
         .joinpath("migrations/0001_core_schema.sql").is_file(),
+    "ui": [__import__("importlib.resources").resources.files("coremachine.services.api_gateway.ui")
+        .joinpath(f).is_file() for f in ("templates/job.html", "static/dashboard.js",
+        "static/dashboard.css")],
 }))
 """
 
@@ -101,6 +104,7 @@ def test_the_wheels_install_and_run_outside_the_checkout(tmp_path: Path) -> None
         "summarize_container",
     ]
     assert found["requires_sdk"] and found["sql"]
+    assert found["ui"] == [True, True, True], "the dashboard's templates and static files"
     helped = subprocess.run(
         [str(venv / "bin" / "coremachine-server"), "--help"],
         cwd=tmp_path,

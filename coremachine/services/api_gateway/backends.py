@@ -236,6 +236,17 @@ class Backends:
         # Short: a health probe must answer before the prober gives up.
         return await _call(self.state.CheckDependencies, state_pb2.CheckDependenciesRequest(), 5.0)
 
+    async def task_failures(self, job_id: str, limit: int) -> state_pb2.ListTaskFailuresResponse:
+        return await _call(
+            self.state.ListTaskFailures,
+            state_pb2.ListTaskFailuresRequest(job_id=job_id, limit=limit),
+            _READ_TIMEOUT,
+        )
+
+    async def queues(self) -> list[state_pb2.QueueInfo]:
+        response = await _call(self.state.ListQueues, state_pb2.ListQueuesRequest(), _READ_TIMEOUT)
+        return list(response.queues)
+
     async def dead_letters(self, queue: str, limit: int) -> list[state_pb2.DeadLetterMessage]:
         response = await _call(
             self.state.ListDeadLetters,

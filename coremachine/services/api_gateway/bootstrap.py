@@ -160,6 +160,8 @@ async def build(settings: GatewaySettings) -> GatewayApp:
         queues=(settings.jobs_queue, settings.tasks_queue),
         stopping=streams_stopping,
         metrics=metrics,
+        ui_session_secret=settings.ui_session_secret,
+        ui_secure_cookies=settings.ui_secure_cookies,
     )
     if tracing.enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -121,6 +121,43 @@ def dead_letter_to_json(letter: state_pb2.DeadLetterMessage) -> dict[str, Any]:
     }
 
 
+def failures_to_json(report: state_pb2.ListTaskFailuresResponse) -> dict[str, Any]:
+    return {
+        "groups": [
+            {
+                "error": g.error,
+                "tasks": g.tasks,
+                "stages": list(g.stages),
+                "min_attempt": g.min_attempt,
+                "max_attempt": g.max_attempt,
+                "samples": [
+                    {
+                        "task_id": t.task_id,
+                        "stage": t.stage,
+                        "task_index": t.task_index,
+                        "attempt": t.attempt,
+                    }
+                    for t in g.samples
+                ],
+            }
+            for g in report.groups
+        ],
+        "scanned": report.scanned,
+        "truncated": report.truncated,
+    }
+
+
+def queue_to_json(queue: state_pb2.QueueInfo) -> dict[str, Any]:
+    return {
+        "queue": queue.queue,
+        "depth": queue.depth,
+        "dead_letters": queue.dead_letters,
+        "oldest_age_seconds": (
+            round(queue.oldest_age_seconds, 3) if queue.HasField("oldest_age_seconds") else None
+        ),
+    }
+
+
 def stats_to_json(stats: state_pb2.GetStatsResponse) -> dict[str, Any]:
     return {
         "jobs_by_status": dict(stats.jobs_by_status),

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from coremachine.services.api_gateway.auth import Authenticator
@@ -30,6 +31,10 @@ from coremachine.services.api_gateway.routes_jobs import jobs_router
 from coremachine.services.api_gateway.routes_monitor import monitor_router
 from coremachine.services.api_gateway.routes_schedules import schedules_router
 from coremachine.services.api_gateway.routes_workers import workers_router
+from coremachine.services.api_gateway.ui.actions import actions_router
+from coremachine.services.api_gateway.ui.context import UI_DIR, Dashboard
+from coremachine.services.api_gateway.ui.pages import pages_router
+from coremachine.services.api_gateway.ui.session import SessionCodec
 from coremachine.shared.errors import CoreMachineError
 
 # /openapi.json asks the orchestrators for the job types at most this long.
@@ -68,6 +73,8 @@ def create_app(
     queues: tuple[str, ...] = ("jobs", "tasks"),
     stopping: asyncio.Event | None = None,
     metrics: GatewayMetrics | None = None,
+    ui_session_secret: str | None = None,
+    ui_secure_cookies: bool = False,
 ) -> FastAPI:
     app = FastAPI(
         title="CoreMachine",
@@ -83,9 +90,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    sessions = SessionCodec(ui_session_secret)
     ctx = HttpContext(
         backends=backends,
-        needs=role_guard(authenticator),
+        needs=role_guard(authenticator, sessions),
         parameter_limits=parameter_limits or ParameterLimits(),
         stopping=stopping or asyncio.Event(),
         max_list_limit=max_list_limit,
@@ -102,6 +110,10 @@ def create_app(
     app.include_router(db_router(ctx))
     app.include_router(monitor_router(ctx, list(queues)))
     app.include_router(workers_router(ctx))
+    dashboard = Dashboard(ctx, authenticator, sessions, queues, ui_secure_cookies)
+    app.include_router(pages_router(dashboard))
+    app.include_router(actions_router(dashboard))
+    app.mount("/ui/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static")
     _drop_default_422(app)
 
     @app.get("/openapi.json", include_in_schema=False)

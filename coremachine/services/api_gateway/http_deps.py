@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from coremachine.services.api_gateway.auth import Authenticator, Principal, Role, key_from
+from coremachine.services.api_gateway.ui.session import COOKIE_NAME, SessionCodec
 from coremachine.shared.errors import InvalidArgument
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -25,8 +26,14 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API
 _ALWAYS_ALLOWED: frozenset[str] = frozenset()
 
 
+# Reads may also be authorised by the dashboard's session cookie (its pages'
+# scripts read the job's status and events); writes never are, so a forged
+# cross-site request cannot act with a signed-in user's key.
+_COOKIE_METHODS = frozenset({"GET", "HEAD"})
+
+
 def role_guard(
-    authenticator: Authenticator,
+    authenticator: Authenticator, sessions: SessionCodec | None = None
 ) -> Callable[[Role], Callable[..., Awaitable[Principal]]]:
     """Returns `needs(role)`, a dependency factory bound to this authenticator."""
 
@@ -40,6 +47,9 @@ def role_guard(
             # that "Basic ..." is refused as a bad key rather than a missing one.
             authorization = request.headers.get("authorization")
             key = key_from(authorization, api_key) or authorization
+            if key is None and sessions is not None and request.method in _COOKIE_METHODS:
+                session = sessions.open(request.cookies.get(COOKIE_NAME))
+                key = session.key if session else None
             principal = await authenticator.authenticate(key, role)
             request.state.principal = principal
             return principal

@@ -10,7 +10,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from coremachine.services.api_gateway.auth import Principal, Role
-from coremachine.services.api_gateway.convert import diagnosis_to_json, job_to_json
+from coremachine.services.api_gateway.convert import (
+    diagnosis_to_json,
+    failures_to_json,
+    job_to_json,
+)
 from coremachine.services.api_gateway.http_context import JOB_ID_PATTERN, HttpContext, check_job_id
 from coremachine.services.api_gateway.http_deps import QueryCheck
 from coremachine.services.api_gateway.params import JOB_TYPE_PATTERN, parse_parameters
@@ -99,6 +103,16 @@ def jobs_router(ctx: HttpContext) -> APIRouter:
         workers, expired leases not reclaimed yet, its dead letters, a definition no
         orchestrator serves, the janitor's last sweep."""
         return diagnosis_to_json(await ctx.backends.diagnose_job(check_job_id(job_id)))
+
+    @router.get("/{job_id}/failures", dependencies=[reader, QueryCheck])
+    async def job_failures(
+        job_id: JobIdPath,
+        limit: Annotated[int, Query(ge=1, le=100, description="error groups to return")] = 20,
+    ) -> dict[str, Any]:
+        """The job's failed tasks grouped by error message, the largest groups first, each
+        with its task count, stages, attempts and a few sample tasks. Bounded on any job:
+        at most 10,000 failed tasks are read (`truncated` says the scan stopped there)."""
+        return failures_to_json(await ctx.backends.task_failures(check_job_id(job_id), limit))
 
     @router.post("/{job_id}/cancel")
     async def cancel_job(

@@ -1,4 +1,5 @@
-"""/api/health (open, for probes) and /api/monitor/poison (dead letters: inspect, replay, fail)."""
+"""/api/health (open, for probes), /api/queues, and /api/monitor/poison (dead letters:
+inspect, replay, fail)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coremachine.services.api_gateway.auth import Principal, Role
-from coremachine.services.api_gateway.convert import dead_letter_to_json
+from coremachine.services.api_gateway.convert import dead_letter_to_json, queue_to_json
 from coremachine.services.api_gateway.http_context import HttpContext
 from coremachine.services.api_gateway.http_deps import QueryCheck, clamp_limit
 from coremachine.shared.errors import CoreMachineError, InvalidArgument
@@ -89,6 +90,12 @@ def monitor_router(ctx: HttpContext, queues: list[str]) -> APIRouter:
             content={"status": "healthy" if healthy else "unhealthy", "components": components},
             headers={"Cache-Control": "no-cache"},
         )
+
+    @router.get("/queues", dependencies=[reader, QueryCheck])
+    async def list_queues() -> dict[str, Any]:
+        """Each queue's depth (active messages), dead letters, and the age in seconds of
+        its oldest message ready for delivery (`null`: none waits)."""
+        return {"queues": [queue_to_json(q) for q in await ctx.backends.queues()]}
 
     @router.get("/monitor/poison", dependencies=[reader, QueryCheck])
     async def list_poison(

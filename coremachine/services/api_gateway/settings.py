@@ -46,3 +46,11 @@ class GatewaySettings(CommonSettings):
     events_poll_seconds: float = Field(
         10.0, gt=0, le=30, validation_alias="GATEWAY_EVENTS_POLL_SECONDS"
     )
+
+    # The dashboard (/ui): the secret its session cookies are encrypted with.
+    # Unset: a random one per process (sessions end when the gateway restarts,
+    # and gateway replicas behind one address need the same value).
+    ui_session_secret: str | None = Field(None, validation_alias="GATEWAY_UI_SESSION_SECRET")
+    # Mark the session cookie Secure even over plain HTTP (TLS ended by a proxy
+    # that sends no X-Forwarded-Proto); it is Secure anyway on HTTPS.
+    ui_secure_cookies: bool = Field(False, validation_alias="GATEWAY_UI_SECURE_COOKIES")

@@ -16,7 +16,7 @@ from coremachine.services.state.schema import migrate_all
 from coremachine.services.state.settings import StateSettings
 from coremachine.services.state.sql import Q
 from coremachine.services.state.store import StateStore
-from coremachine.shared.broker import Broker, DeadLetter
+from coremachine.shared.broker import Broker, DeadLetter, QueueStats
 from coremachine.shared.errors import InvalidArgument, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,10 @@ class Admin:
         except Exception as exc:
             broker = f"error: {exc.__class__.__name__}: {exc}"[:300]
         return database, broker, depths, dead
+
+    async def queue_stats(self) -> list[tuple[str, QueueStats]]:
+        """Depth, dead letters and the oldest ready message of each queue (broker calls only)."""
+        return [(queue, await self.broker.queue_stats(queue)) for queue in self.queues]
 
     def _check_queue(self, queue: str) -> str:
         if queue not in self.queues:

@@ -781,3 +781,28 @@ ORDER BY tick_at DESC LIMIT %(limit)s;
 -- name: next_schedule_due
 SELECT min(next_fire_at) FROM coremachine.schedules
 WHERE NOT paused AND job_type = ANY(%(job_types)s::text[]);
+
+-- name: task_failures_by_error
+-- A job's failed tasks grouped by error message, over at most scan_limit of them
+-- (tasks_failed_idx: only failed tasks are read, never the job's other tasks).
+WITH failed AS (
+    SELECT t.stage, t.task_index, t.task_id, t.attempt, coalesce(t.error_details, '') AS error
+    FROM coremachine.tasks t
+    WHERE t.job_id = %(job_id)s AND t.status = 'failed'
+    ORDER BY t.job_id, t.stage, t.task_index
+    LIMIT %(scan_limit)s
+)
+SELECT error,
+       count(*) AS tasks,
+       array_agg(DISTINCT stage ORDER BY stage) AS stages,
+       min(attempt) AS min_attempt,
+       max(attempt) AS max_attempt,
+       (array_agg(task_id ORDER BY stage, task_index))[1:%(samples)s] AS sample_task_ids,
+       (array_agg(stage ORDER BY stage, task_index))[1:%(samples)s] AS sample_stages,
+       (array_agg(task_index ORDER BY stage, task_index))[1:%(samples)s] AS sample_indexes,
+       (array_agg(attempt ORDER BY stage, task_index))[1:%(samples)s] AS sample_attempts,
+       sum(count(*)) OVER () AS scanned
+FROM failed
+GROUP BY error
+ORDER BY count(*) DESC, error
+LIMIT %(group_limit)s;

@@ -18,6 +18,7 @@ from coremachine.services.state.admin import Admin
 from coremachine.services.state.definitions_store import DefinitionStore
 from coremachine.services.state.diagnosis import Diagnoser
 from coremachine.services.state.event_feed import EventFeed, Level
+from coremachine.services.state.failure_report import failures_by_error
 from coremachine.services.state.schedules_store import ScheduleStore
 from coremachine.services.state.store import StateStore
 from coremachine.services.state.store_models import (
@@ -184,6 +185,48 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         return state_pb2.CheckDependenciesResponse(
             database=database, broker=broker, queue_depths=depths, dead_letters=dead
         )
+
+    @map_errors
+    async def ListTaskFailures(self, request, context):
+        report = await failures_by_error(
+            self.admin.pool, _require(request.job_id, "job_id"), request.limit
+        )
+        return state_pb2.ListTaskFailuresResponse(
+            groups=[
+                state_pb2.TaskFailureGroup(
+                    error=g.error,
+                    tasks=g.tasks,
+                    stages=g.stages,
+                    min_attempt=g.min_attempt,
+                    max_attempt=g.max_attempt,
+                    samples=[
+                        state_pb2.FailedTaskSample(
+                            task_id=t.task_id,
+                            stage=t.stage,
+                            task_index=t.task_index,
+                            attempt=t.attempt,
+                        )
+                        for t in g.samples
+                    ],
+                )
+                for g in report.groups
+            ],
+            scanned=report.scanned,
+            truncated=report.truncated,
+        )
+
+    @map_errors
+    async def ListQueues(self, request, context):
+        now = dt.datetime.now(dt.UTC)
+        queues = []
+        for name, stats in await self.admin.queue_stats():
+            info = state_pb2.QueueInfo(
+                queue=name, depth=stats.depth, dead_letters=stats.dead_letters
+            )
+            if stats.oldest_enqueued_at is not None:
+                info.oldest_age_seconds = max(0.0, (now - stats.oldest_enqueued_at).total_seconds())
+            queues.append(info)
+        return state_pb2.ListQueuesResponse(queues=queues)
 
     @map_errors
     async def ListDeadLetters(self, request, context):

@@ -877,3 +877,71 @@ class ListFiringsResponse(_message.Message):
     FIRINGS_FIELD_NUMBER: _ClassVar[int]
     firings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ScheduleFiring]
     def __init__(self, firings: _Optional[_Iterable[_Union[_common_pb2.ScheduleFiring, _Mapping]]] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueInfo(_message.Message):
+    __slots__ = ("queue", "depth", "dead_letters", "oldest_age_seconds")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    depth: int
+    dead_letters: int
+    oldest_age_seconds: float
+    def __init__(self, queue: _Optional[str] = ..., depth: _Optional[int] = ..., dead_letters: _Optional[int] = ..., oldest_age_seconds: _Optional[float] = ...) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[QueueInfo]
+    def __init__(self, queues: _Optional[_Iterable[_Union[QueueInfo, _Mapping]]] = ...) -> None: ...
+
+class ListTaskFailuresRequest(_message.Message):
+    __slots__ = ("job_id", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class FailedTaskSample(_message.Message):
+    __slots__ = ("task_id", "stage", "task_index", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    stage: int
+    task_index: int
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., stage: _Optional[int] = ..., task_index: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class TaskFailureGroup(_message.Message):
+    __slots__ = ("error", "tasks", "stages", "min_attempt", "max_attempt", "samples")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    MIN_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    tasks: int
+    stages: _containers.RepeatedScalarFieldContainer[int]
+    min_attempt: int
+    max_attempt: int
+    samples: _containers.RepeatedCompositeFieldContainer[FailedTaskSample]
+    def __init__(self, error: _Optional[str] = ..., tasks: _Optional[int] = ..., stages: _Optional[_Iterable[int]] = ..., min_attempt: _Optional[int] = ..., max_attempt: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[FailedTaskSample, _Mapping]]] = ...) -> None: ...
+
+class ListTaskFailuresResponse(_message.Message):
+    __slots__ = ("groups", "scanned", "truncated")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[TaskFailureGroup]
+    scanned: int
+    truncated: bool
+    def __init__(self, groups: _Optional[_Iterable[_Union[TaskFailureGroup, _Mapping]]] = ..., scanned: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...

@@ -222,6 +222,16 @@ class StateServiceStub:
                 request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
                 response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
                 _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListQueues',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
+        self.ListTaskFailures = channel.unary_unary(
+                '/coremachine.state.v1.StateService/ListTaskFailures',
+                request_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresRequest.SerializeToString,
+                response_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -494,6 +504,21 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQueues(self, request, context):
+        """Each queue's depth, dead letters and how long its oldest ready message waits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTaskFailures(self, request, context):
+        """A job's failed tasks grouped by error message, the largest groups first
+        (over a bounded number of failed tasks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -681,6 +706,16 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.ListFirings,
                     request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.FromString,
                     response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.SerializeToString,
+            ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'ListTaskFailures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskFailures,
+                    request_deserializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresRequest.FromString,
+                    response_serializer=coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1685,6 +1720,60 @@ class StateService:
             '/coremachine.state.v1.StateService/ListFirings',
             coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsRequest.SerializeToString,
             coremachine_dot_state_dot_v1_dot_state__pb2.ListFiringsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListQueues',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskFailures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coremachine.state.v1.StateService/ListTaskFailures',
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresRequest.SerializeToString,
+            coremachine_dot_state_dot_v1_dot_state__pb2.ListTaskFailuresResponse.FromString,
             options,
             channel_credentials,
             insecure,
