@@ -341,6 +341,7 @@ def test_every_page_can_be_used_from_the_keyboard_with_labelled_controls(page: P
         f"/ui/jobs/{job_id}/tasks",
         "/ui/job-types",
         "/ui/job-types/hello_world",
+        "/ui/schedules",
         "/ui/workers",
         "/ui/queues",
     ]

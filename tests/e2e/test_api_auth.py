@@ -363,6 +363,10 @@ UI_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/ui/queues/{queue}/dead-letters/{sequence}/{action}"): "admin",
     ("POST", "/ui/queues/{queue}/dead-letters/{sequence}/replay"): "admin",
     ("POST", "/ui/queues/{queue}/dead-letters/{sequence}/fail"): "admin",
+    ("GET", "/ui/schedules"): "reader",
+    ("GET", "/ui/schedules/{name}"): "reader",
+    ("GET", "/ui/schedules/{name}/{action}"): "submitter",
+    ("POST", "/ui/schedules/{name}/{action}"): "submitter",
 }
 
 
@@ -396,7 +400,8 @@ def ui_url(path: str, jobs: Jobs) -> str:
         .replace("{job_type}", "hello_world")
         .replace("{queue}", "tasks")
         .replace("{sequence}", "1")
-        .replace("{action}", "replay")
+        .replace("{name}", SCHEDULE)
+        .replace("{action}", "pause" if path.startswith("/ui/schedules") else "replay")
     )
 
 

@@ -34,6 +34,7 @@ from coremachine.services.api_gateway.routes_workers import workers_router
 from coremachine.services.api_gateway.ui.actions import actions_router
 from coremachine.services.api_gateway.ui.context import UI_DIR, Dashboard
 from coremachine.services.api_gateway.ui.pages import pages_router
+from coremachine.services.api_gateway.ui.schedules import schedule_pages_router
 from coremachine.services.api_gateway.ui.session import SessionCodec
 from coremachine.shared.errors import CoreMachineError
 
@@ -113,6 +114,7 @@ def create_app(
     dashboard = Dashboard(ctx, authenticator, sessions, queues, ui_secure_cookies)
     app.include_router(pages_router(dashboard))
     app.include_router(actions_router(dashboard))
+    app.include_router(schedule_pages_router(dashboard))
     app.mount("/ui/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static")
     _drop_default_422(app)
 
