@@ -53,21 +53,27 @@ class ActionRefused(Exception):
     """A POST without the session's CSRF token, or by a role too low: 403."""
 
 
-def _age(value: str | None) -> str:
-    """An ISO timestamp as "12 s ago" (the page also shows the timestamp itself)."""
+def _age(value: str | None, now: dt.datetime | None = None) -> str:
+    """An ISO timestamp as "12 s ago", or "in 3 h" when it is ahead (a schedule's next tick).
+
+    The page also shows the timestamp itself (the element's title).
+    """
     if not value:
         return ""
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    seconds = int((dt.datetime.now(dt.UTC) - moment).total_seconds())
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    if seconds < 172800:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
+    seconds = int(((now or dt.datetime.now(dt.UTC)) - moment).total_seconds())
+    span = abs(seconds)
+    if span < 120:
+        amount = f"{span} s"
+    elif span < 7200:
+        amount = f"{span // 60} min"
+    elif span < 172800:
+        amount = f"{span // 3600} h"
+    else:
+        amount = f"{span // 86400} d"
+    return f"in {amount}" if seconds < 0 else f"{amount} ago"
 
 
 def _seconds(value: float | None) -> str:
