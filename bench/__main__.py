@@ -7,7 +7,10 @@ PostgreSQL (or DATABASE_URL), then measures:
   PostgreSQL still digests them (autovacuum), and reported separately;
 - throughput: a two-stage no-op job (n tasks, then n more) from submit to
   completed, for each n, as tasks per second;
-- cost: PostgreSQL transactions per task (pg_stat_database), peak RSS per service.
+- cost (bench/cost.py), around each run: CPU seconds per 1,000 tasks of each
+  service and of the PostgreSQL server, rows written per task (per app table)
+  and WAL bytes per task; the same per n=1 job for the latency run; PostgreSQL
+  transactions per task (pg_stat_database), peak RSS per service.
 Prints a table and writes bench/latest.json. Never a timed assertion.
 
 Flow control (bench/flow.py), on their own: `--priority` (a priority 9 job
@@ -33,6 +36,13 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from bench.cost import (
+    STATS_FLUSH_SECONDS,
+    CostMeter,
+    per_job_cost,
+    rows_report,
+    settle_table_stats,
+)
 from coremachine.shared.pg_urls import start_embedded
 from coremachine.stack.processes import Ports, Stack
 from coremachine_sdk import Client, JobStatus
@@ -70,6 +80,11 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load when the figures were taken (a shared machine is noisy)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 class Bench:
@@ -120,7 +135,7 @@ class Bench:
 
 
 def report(results: dict) -> None:
-    table = Table(title="CoreMachine benchmark")
+    table = Table(title=f"CoreMachine benchmark (load average {results['load_average']})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for t in results["throughput"]:
@@ -128,8 +143,18 @@ def report(results: dict) -> None:
             f"throughput n={t['n']:,} ({t['tasks']:,} tasks)",
             f"{t['tasks_per_s']:,} tasks/s in {t['seconds']} s",
         )
+        table.add_row("  CPU s per 1,000 tasks", cpu_text(t["cpu_s_per_1000_tasks"]))
+        table.add_row(
+            "  rows written per task, WAL per task",
+            f"{t['rows_written_per_task']} rows, {t['wal_bytes_per_task']:,} bytes",
+        )
     lat = results["latency_ms"]
     table.add_row(f"latency n=1 ({lat['jobs']} jobs)", f"p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+    table.add_row("  CPU ms per n=1 job", cpu_text(lat["cpu_ms_per_job"]))
+    table.add_row(
+        "  rows written per job, WAL per job",
+        f"{lat['rows_written_per_job']} rows, {lat['wal_bytes_per_job']:,} bytes",
+    )
     after = results["latency_after_throughput_ms"]
     table.add_row(
         f"latency n=1 right after the throughput runs ({after['jobs']} jobs)",
@@ -139,6 +164,12 @@ def report(results: dict) -> None:
     for name, mb in results["peak_rss_mb"].items():
         table.add_row(f"peak RSS {name}", f"{mb} MB")
     console.print(table)
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    """ "state 0.12, worker 0.08, ..., postgres 0.2 (total 0.6)": the table's cost cell."""
+    parts = [f"{name} {seconds:g}" for name, seconds in cpu.items()]
+    return ", ".join(parts) + f" (total {round(sum(cpu.values()), 3):g})"
 
 
 def main() -> int:
@@ -156,6 +187,12 @@ def main() -> int:
     )
     parser.add_argument("--limits-tasks", type=int, default=20_000, help="tasks per variant")
     parser.add_argument("--limits-rounds", type=int, default=3)
+    parser.add_argument(
+        "--stats-settle",
+        type=float,
+        default=STATS_FLUSH_SECONDS,
+        help="seconds to wait for PostgreSQL's table counters after each run (bench/cost.py)",
+    )
     parser.add_argument("--flow-output", default=str(ROOT / "bench" / "latest-flow.json"))
     args = parser.parse_args()
     if args.priority or args.limits:
@@ -177,22 +214,41 @@ def main() -> int:
         stack.up()
         sampler.start()
         bench = Bench(stack)
+        meter = CostMeter(db, {name: proc.pid for name, proc in stack.procs.items()})
         bench.throughput(100)  # warm-up: connections, JIT-free code paths, caches
         bench.latency(20)
+        settle_table_stats(args.stats_settle)
+        mark = meter.start()
         latency = bench.latency(latency_jobs)
+        latency.update(per_job_cost(meter.cpu_and_wal(mark, latency_jobs)))
+        settle_table_stats(args.stats_settle)
+        latency_rows = meter.rows_since(mark)
+        latency["rows_written_per_job"] = round(sum(latency_rows.values()) / latency_jobs, 1)
         throughput = []
         tasks = 0
         xacts_before = bench.xacts()
-        for n in sizes:
+        latency_after: dict = {}
+        for i, n in enumerate(sizes):
+            mark = meter.start()
             result = bench.throughput(n)
+            result.update(meter.cpu_and_wal(mark, 2 * n))
             console.print(f"n={n:,}: {result['tasks_per_s']:,} tasks/s ({result['seconds']} s)")
             throughput.append(result)
             tasks += 2 * n
-        xacts_per_task = (bench.xacts() - xacts_before) / tasks
-        latency_after = bench.latency(latency_jobs)
+            minus = None
+            if i == len(sizes) - 1:
+                # Latency right after the largest run, before the stats settle
+                # (which would give PostgreSQL time to digest it); the rows of
+                # these n=1 jobs, measured above, are then taken off the run's.
+                xacts_per_task = (bench.xacts() - xacts_before) / tasks
+                latency_after = bench.latency(latency_jobs)
+                minus = latency_rows
+            settle_table_stats(args.stats_settle)
+            result.update(rows_report(meter.rows_since(mark), 2 * n, minus))
         bench.close()
         results = {
             "machine": machine(),
+            "load_average": load_average(),
             "smoke": args.smoke,
             "throughput": throughput,
             "latency_ms": latency,
