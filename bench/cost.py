@@ -55,10 +55,11 @@ def postgres_server(database_url: str) -> psutil.Process | None:
     """The postmaster of the server behind the URL, if it runs on this machine."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(BACKEND_PID).fetchone()
-    try:
-        return psutil.Process(int(row[0])).parent() if row else None
-    except psutil.Error:
-        return None  # a remote server: its CPU is not ours to see
+        # While connected: the backend exits with the connection.
+        try:
+            return psutil.Process(int(row[0])).parent() if row else None
+        except psutil.Error:
+            return None  # a remote server: its CPU is not ours to see
 
 
 def postgres_cpu_seconds(postmaster: psutil.Process) -> float:

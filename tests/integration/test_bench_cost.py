@@ -59,10 +59,19 @@ def test_wal_grows_with_writes(db_url: str):
     assert wal_bytes_between(db_url, start, wal_position(db_url)) > 100_000
 
 
+def test_postgres_server_is_the_postmaster_of_the_local_server(db_url: str):
+    # The tests' server runs on this machine (127.0.0.1 or the embedded one).
+    postmaster = postgres_server(db_url)
+
+    assert postmaster is not None
+    with psycopg.connect(db_url) as conn:
+        assert psutil.Process(conn.info.backend_pid).parent() == postmaster
+    assert "postgres" in postmaster.name()
+
+
 def test_postgres_cpu_keeps_a_backend_that_exited(db_url: str):
     postmaster = postgres_server(db_url)
-    if postmaster is None:
-        pytest.skip("the PostgreSQL server does not run on this machine")
+    assert postmaster is not None
     before = postgres_cpu_seconds(postmaster)
     with psycopg.connect(db_url) as conn:
         conn.execute(BUSY_QUERY)
