@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -99,10 +100,10 @@ class Bench:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def throughput(self, n: int) -> dict[str, float]:
+    def throughput(self, n: int, timeout: float = 3600) -> dict[str, Any]:
         start = time.perf_counter()
         job = self.client.submit("noop", n=n, run=uuid.uuid4().hex)
-        job = self.client.wait(job.job_id, timeout=3600)
+        job = self.client.wait(job.job_id, timeout=timeout)
         seconds = time.perf_counter() - start
         if job.status != JobStatus.COMPLETED:
             raise RuntimeError(f"benchmark job ended {job.status}: {job.error}")
@@ -111,9 +112,10 @@ class Bench:
             "tasks": 2 * n,
             "seconds": round(seconds, 3),
             "tasks_per_s": round(2 * n / seconds, 1),
+            "load_average": load_average(),
         }
 
-    def latency(self, jobs: int) -> dict[str, float]:
+    def latency(self, jobs: int) -> dict[str, Any]:
         samples = []
         for _ in range(jobs):
             start = time.perf_counter()
@@ -125,6 +127,7 @@ class Bench:
             "jobs": jobs,
             "p50": round(statistics.median(samples), 1),
             "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+            "load_average": load_average(),
         }
 
     def close(self) -> None:

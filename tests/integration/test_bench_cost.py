@@ -19,6 +19,7 @@ from bench.cost import (
     wal_bytes_between,
     wal_position,
 )
+from bench.million import database_mb
 
 BUSY_QUERY = "SELECT count(*) FROM generate_series(1, 3000000) AS s(i) WHERE i % 7 = 0"
 
@@ -120,3 +121,15 @@ def test_rows_report_takes_other_work_off():
         "coremachine.tasks": 3.0,
         "broker.messages": 3.0,
     }
+
+
+def test_database_size_grows_with_what_is_written(db_url: str):
+    before = database_mb(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO coremachine.leases (name, holder, expires_at)"
+            " SELECT 'g' || i, repeat('x', 1000), now() FROM generate_series(1, 5000) AS s(i)"
+        )
+
+    # 5,000 rows of 1 KB: about 5 MB more on disk.
+    assert database_mb(db_url) - before >= 4.0
