@@ -10,7 +10,9 @@ PostgreSQL (or DATABASE_URL), then measures:
 - cost (bench/cost.py), around each run: CPU seconds per 1,000 tasks of each
   service and of the PostgreSQL server, rows written per task (per app table)
   and WAL bytes per task; the same per n=1 job for the latency run; PostgreSQL
-  transactions per task (pg_stat_database), peak RSS per service.
+  transactions per task (pg_stat_database), peak RSS per service;
+- tracing: the n=10,000 job on two fresh stacks, tracing off and on
+  (bench/tracing_cost.py), and what it costs.
 Prints a table and writes bench/latest.json. Never a timed assertion.
 
 A stage of 1,000,000 tasks (bench/million.py), on its own: `--million`; it
@@ -27,7 +29,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +44,7 @@ from bench.cost import (
     settle_table_stats,
 )
 from bench.harness import ROOT, Bench, RssSampler, bench_stack, load_average, machine
+from bench.tracing_cost import tracing_cost
 from coremachine.shared.pg_urls import start_embedded
 from coremachine.stack.processes import Stack
 
@@ -73,6 +78,13 @@ def report(results: dict) -> None:
         f"p50 {after['p50']} ms, p99 {after['p99']} ms",
     )
     table.add_row("PostgreSQL transactions per task", str(results["pg_xacts_per_task"]))
+    if "tracing" in results:
+        tr = results["tracing"]
+        table.add_row(
+            f"tracing off / on, n={tr['n']:,}",
+            f"{tr['tracing_off_tasks_per_s']:,} / {tr['tracing_on_tasks_per_s']:,} tasks/s"
+            f" ({tr['cost_pct']} %)",
+        )
     for name, mb in results["peak_rss_mb"].items():
         table.add_row(f"peak RSS {name}", f"{mb} MB")
     console.print(table)
@@ -90,6 +102,9 @@ def main() -> int:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
     parser.add_argument("--output", default=str(ROOT / "bench" / "latest.json"))
+    parser.add_argument(
+        "--tracing-n", type=int, default=10_000, help="n of the tracing off/on runs (0: none)"
+    )
     parser.add_argument(
         "--priority", action="store_true", help="a priority 9 job behind a large one (only)"
     )
@@ -121,6 +136,10 @@ def main() -> int:
     with bench_stack() as stack:
         results = measure(stack, sizes, latency_jobs, args.stats_settle)
     results["smoke"] = args.smoke
+    if args.tracing_n and not args.smoke:
+        results["tracing"] = tracing_cost(
+            lambda env: throughput_on_fresh_stack(args.tracing_n, env), args.tracing_n
+        )
     report(results)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if not args.smoke:
@@ -128,6 +147,16 @@ def main() -> int:
     else:
         print(json.dumps(results))
     return 0
+
+
+def throughput_on_fresh_stack(n: int, env: Mapping[str, str]) -> dict[str, Any]:
+    """One warmed-up throughput run at n on a stack of its own, with `env` added."""
+    with bench_stack(env) as stack:
+        bench = Bench(stack)
+        bench.throughput(100)  # warm-up
+        result = bench.throughput(n)
+        bench.close()
+        return result
 
 
 def measure(stack: Stack, sizes: list[int], latency_jobs: int, settle: float) -> dict:

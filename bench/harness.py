@@ -9,7 +9,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def bench_stack() -> Iterator[Stack]:
+def bench_stack(extra_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
     """The four services on a fresh database of DATABASE_URL's server (else the
     embedded PostgreSQL); stopped and the database dropped on the way out."""
     from tests.databases import create_database, drop_database
@@ -36,7 +36,7 @@ def bench_stack() -> Iterator[Stack]:
         db,
         Ports.free(),
         log_dir=ROOT / ".data" / "bench-logs",
-        extra_env={"LOG_LEVEL": "WARNING", "HELLO_WORLD_MAX_N": "1000000"},
+        extra_env={"LOG_LEVEL": "WARNING", "HELLO_WORLD_MAX_N": "1000000", **(extra_env or {})},
     )
     try:
         stack.up()

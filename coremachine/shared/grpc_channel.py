@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from coremachine.shared.grpc_server import CHANNEL_OPTIONS
+from coremachine.shared.grpc_server import CHANNEL_OPTIONS, CLIENT_KEEPALIVE_MS
 from coremachine.shared.grpc_tls import TlsConfig
 
 # Deadlines (seconds) of calls that set none themselves. A call that sets a
@@ -76,7 +76,7 @@ def service_config() -> dict[str, Any]:
 _CLIENT_OPTIONS = [
     *CHANNEL_OPTIONS,
     # Detect a dead peer (e.g. a killed state service) quickly, and reconnect.
-    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),

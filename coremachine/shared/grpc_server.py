@@ -21,6 +21,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,6 +45,22 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+# Clients (the services' channels and the SDK) ping every 20 s during a call
+# to notice a dead peer. gRPC servers by default accept a ping without data
+# only every 5 minutes and answer the third early one with GOAWAY
+# "too_many_pings", dropping the connection under a long event watch; the
+# server allows what its own clients do (and still refuses a ping flood).
+CLIENT_KEEPALIVE_MS = 20_000
+
+
+def server_options(client_keepalive_ms: int = CLIENT_KEEPALIVE_MS) -> list[tuple[str, Any]]:
+    """A server's channel options: message sizes, and the pings its clients send."""
+    return [
+        *CHANNEL_OPTIONS,
+        ("grpc.http2.min_ping_interval_without_data_ms", client_keepalive_ms // 2),
+    ]
+
+
 LIVENESS = "liveness"
 # A dependency's problem before its first probe: health is NOT_SERVING, but
 # calls are not refused for it (the service has just checked it at start-up).
@@ -117,7 +134,7 @@ class GrpcServer:
         self.tls = tls
         # component -> why it is not fine; empty = SERVING.
         self.problems: dict[str, str] = {}
-        options = list(CHANNEL_OPTIONS)
+        options = server_options()
         if max_connection_age is not None:
             # Clients reconnect now and then, and so re-resolve the service's
             # name: replicas added since get their share of the calls.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -419,3 +420,26 @@ def test_gateway_shutdown_ends_open_streams_promptly(stack, http):
         stack.restart("api_gateway")
         stack.restart("worker")
     wait_for_job(http, job_id)
+
+
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(stack):
+    """A connection idle for longer than a client keeps one (httpx: 5 s) is still open.
+
+    A server that closes idle connections first races the client's next
+    request on them, which then fails with a reset instead of an answer.
+    """
+    host, port = httpx.URL(stack.http_url).host, httpx.URL(stack.http_url).port
+    with socket.create_connection((host, port), timeout=5) as conn:
+        request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        conn.sendall(request)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 ")
+        time.sleep(6.5)
+        conn.setblocking(False)
+        try:
+            closed = conn.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            closed = False  # nothing to read and not closed: still open
+        assert not closed, "the gateway closed an idle connection after less than 6.5 s"
+        conn.setblocking(True)
+        conn.sendall(request)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 ")

@@ -3,14 +3,16 @@ replica listed in one target, and give every call a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coremachine.shared.errors import Unavailable
 from coremachine.shared.grpc_channel import _CLIENT_OPTIONS, open_channel, service_config
 from coremachine.shared.grpc_errors import map_errors
+from coremachine.shared.grpc_server import CHANNEL_OPTIONS, CLIENT_KEEPALIVE_MS, server_options
 
 
 class FlakyHealth(health_pb2_grpc.HealthServicer):
@@ -71,3 +73,33 @@ def test_every_method_has_a_deadline_and_the_config_is_the_one_given_to_grpc():
     assert {"name": [{}]} in [{"name": m["name"]} for m in config["methodConfig"]]
     given = dict(_CLIENT_OPTIONS)["grpc.service_config"]
     assert json.loads(given) == config
+
+
+async def _watch_survives_keepalive_pings(server_opts: list) -> bool:
+    """Holds a quiet server stream open while the client pings every second; True if it lasts."""
+    server = grpc.aio.server(options=server_opts)
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client_opts = [
+        ("grpc.keepalive_time_ms", 1000),
+        ("grpc.http2.max_pings_without_data", 0),  # keep pinging while no data flows
+    ]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=client_opts) as channel:
+            call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            await call.read()  # the current status; then nothing until it changes
+            await asyncio.sleep(4.5)
+            lasted = not call.done()
+            call.cancel()
+            return lasted
+    finally:
+        await server.stop(0)
+
+
+async def test_servers_accept_the_keepalive_pings_their_clients_send():
+    # gRPC's defaults answer early pings with GOAWAY "too_many_pings", which
+    # ends a long event watch with UNAVAILABLE; the services' options do not.
+    assert not await _watch_survives_keepalive_pings(list(CHANNEL_OPTIONS))
+    assert await _watch_survives_keepalive_pings(server_options(client_keepalive_ms=1000))
+    assert dict(_CLIENT_OPTIONS)["grpc.keepalive_time_ms"] == CLIENT_KEEPALIVE_MS

@@ -173,6 +173,7 @@ async def build(settings: GatewaySettings) -> GatewayApp:
             port=settings.http_port,
             log_config=None,
             access_log=False,
+            timeout_keep_alive=settings.keep_alive_seconds,
             # Open event streams must not hold shutdown up forever.
             timeout_graceful_shutdown=5,
         )

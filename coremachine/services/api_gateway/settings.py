@@ -16,6 +16,14 @@ class GatewaySettings(CommonSettings):
     orchestrator_address: str = Field("localhost:50062", validation_alias="ORCHESTRATOR_ADDRESS")
     worker_address: str = Field("localhost:50063", validation_alias="WORKER_ADDRESS")
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="GATEWAY_MAX_BODY_BYTES")
+    # How long an idle HTTP/1.1 connection is kept open. It must outlast the
+    # idle timeouts of the clients and proxies in front (httpx and requests keep
+    # connections 5 s, most load balancers 60 s): a server that closes first
+    # races the client's next request on that connection, which then fails
+    # with a reset instead of an answer (uvicorn's default is 5 s).
+    keep_alive_seconds: int = Field(
+        75, ge=1, le=3600, validation_alias="GATEWAY_HTTP_KEEP_ALIVE_SECONDS"
+    )
 
     # Auth: API keys (hashed) come from the secrets port as the secret `api-keys`
     # (SECRETS_PROVIDER=env reads it from API_KEYS). Turning auth off is only
