@@ -1,5 +1,10 @@
 """The dashboard on a job of 100,000 tasks: pages render from stage counters and pages
-of tasks, never from all tasks (measured here: job page ~60 ms, a page of tasks ~55 ms)."""
+of tasks, never from all tasks.
+
+Not a timed test: what it checks is that no page carries more than one page
+of tasks and that the counts come from the stage counters. How long the
+pages take is measured by `python -m bench.dashboard` (docs/dashboard.md).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,6 @@ from tests.e2e.conftest import auth_headers, make_stack
 pytestmark = pytest.mark.e2e
 
 TASKS = 100_000
-# Generous for a loaded CI machine; reading all 100,000 tasks would take seconds.
-BUDGET_SECONDS = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def big_job(stack: Stack) -> str:
             time.sleep(0.2)
 
 
-def test_pages_of_a_100000_task_job_render_within_budget(stack: Stack, big_job: str):
+def test_pages_of_a_100000_task_job_carry_one_page_of_tasks_at_most(stack: Stack, big_job: str):
     with httpx.Client(base_url=stack.http_url, timeout=30) as ui:
         token = ui.get("/ui/login").text.split('name="csrf_token" value="')[1].split('"')[0]
         ui.post("/ui/login", data={"csrf_token": token, "api_key": stack.api_key})
@@ -58,12 +61,8 @@ def test_pages_of_a_100000_task_job_render_within_budget(stack: Stack, big_job: 
             "/ui/jobs",
             "/ui/queues",
         ):
-            ui.get(path).raise_for_status()  # warm: connections, job types
-            started = time.monotonic()
             r = ui.get(path)
-            took = time.monotonic() - started
             assert r.status_code == 200, f"{path}: {r.status_code}"
-            assert took < BUDGET_SECONDS, f"{path} took {took:.2f} s"
             # A page never carries more than one page of tasks.
             assert r.text.count("<tr>") <= 60, path
 
