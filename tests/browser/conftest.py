@@ -6,14 +6,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from coremachine.stack.processes import Stack
 from tests.browser.chromium import LAUNCH_ARGS, NoChromium, chromium_path
-from tests.databases import drop_database
-from tests.e2e.conftest import auth_headers, make_stack
+from tests.e2e.conftest import http, running_stack  # noqa: F401 (http: a fixture)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts" / "ui"
 
@@ -41,7 +39,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
-    stack, url = make_stack(
+    with running_stack(
         admin_url,
         tmp_path_factory.mktemp("ui-stack"),
         # Few slots per worker, so a job of slow tasks takes long enough to be watched.
@@ -50,20 +48,8 @@ def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
             "TASK_RETRY_MAX_MS": "200",
             "WORKER_CONCURRENCY": "4",
         },
-    )
-    stack.up()
-    yield stack
-    codes = stack.stop()
-    drop_database(admin_url, url)
-    assert all(code == 0 for code in codes.values()), f"unclean exit codes: {codes}"
-
-
-@pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=stack.http_url, timeout=30, headers=auth_headers(stack.api_key)
-    ) as c:
-        yield c
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,9 +22,23 @@ def make_stack(admin_url: str, tmp_path: Path, **kw) -> tuple[Stack, str]:
     return stack, url
 
 
+@contextmanager
+def running_stack(admin_url: str, tmp_path: Path, **kw) -> Iterator[Stack]:
+    """A started stack on a fresh database; stopped, dropped and its exit codes checked after."""
+    stack, url = make_stack(admin_url, tmp_path, **kw)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        codes = stack.stop()
+        drop_database(admin_url, url)
+    # A clean SIGTERM shutdown is part of the contract.
+    assert all(code == 0 for code in codes.values()), f"unclean exit codes: {codes}"
+
+
 @pytest.fixture(scope="module")
 def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
-    stack, url = make_stack(
+    with running_stack(
         admin_url,
         tmp_path_factory.mktemp("stack"),
         # The outbox table and its relay here; the other e2e stacks enqueue directly.
@@ -33,13 +48,8 @@ def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
             "TASK_RETRY_MAX_MS": "200",
             "OUTBOX_DIRECT_ENQUEUE": "false",
         },
-    )
-    stack.up()
-    yield stack
-    codes = stack.stop()
-    drop_database(admin_url, url)
-    # A clean SIGTERM shutdown is part of the contract.
-    assert all(code == 0 for code in codes.values()), f"unclean exit codes: {codes}"
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 
 import httpx
 import psycopg
@@ -428,18 +429,26 @@ def test_an_idle_connection_outlives_the_clients_own_keep_alive(stack):
     A server that closes idle connections first races the client's next
     request on them, which then fails with a reset instead of an answer.
     """
-    host, port = httpx.URL(stack.http_url).host, httpx.URL(stack.http_url).port
-    with socket.create_connection((host, port), timeout=5) as conn:
-        request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-        conn.sendall(request)
-        assert conn.recv(65536).startswith(b"HTTP/1.1 ")
+    url = httpx.URL(stack.http_url)
+    conn = HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        conn.request("GET", "/api/health")
+        first = conn.getresponse()
+        first.read()
+        assert first.status in (200, 503) and not first.will_close
+        idle = conn.sock
         time.sleep(6.5)
-        conn.setblocking(False)
+        idle.setblocking(False)
         try:
-            closed = conn.recv(1, socket.MSG_PEEK) == b""
+            closed = idle.recv(1, socket.MSG_PEEK) == b""
         except BlockingIOError:
             closed = False  # nothing to read and not closed: still open
+        idle.setblocking(True)
         assert not closed, "the gateway closed an idle connection after less than 6.5 s"
-        conn.setblocking(True)
-        conn.sendall(request)
-        assert conn.recv(65536).startswith(b"HTTP/1.1 ")
+        conn.request("GET", "/api/health")
+        second = conn.getresponse()
+        second.read()
+        assert second.status in (200, 503)
+        assert conn.sock is idle, "the second request needed a new connection"
+    finally:
+        conn.close()
