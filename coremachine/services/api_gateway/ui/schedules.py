@@ -66,13 +66,16 @@ def schedule_pages_router(ui: Dashboard) -> APIRouter:
         schedule = schedule_to_json(await backends.get_schedule(_check_name(name)))
         firings = [firing_to_json(f) for f in await backends.schedule_firings(name, FIRINGS)]
         done = request.query_params.get("done", "")
+        notice = f"{ACTIONS[done]}: done." if done in ACTIONS else ""
+        if done == "trigger":  # a trigger that submitted a job goes to the job's page
+            notice = "Trigger now: no job was submitted; its firing below says why."
         return ui.render(
             request,
             "schedule.html",
             user,
             schedule=schedule,
             firings=firings,
-            notice=f"{ACTIONS[done]}: done." if done in ACTIONS else "",
+            notice=notice,
         )
 
     @router.get("/schedules/{name}/{action}")
@@ -98,8 +101,8 @@ def schedule_pages_router(ui: Dashboard) -> APIRouter:
             response = await backends.trigger_schedule(name)
             if response.HasField("job") and response.job.job_id:
                 return RedirectResponse(f"/ui/jobs/{response.job.job_id}?done=submitted", 303)
-        else:
-            await backends.set_schedule_paused(name, action == "pause")
+            return RedirectResponse(f"/ui/schedules/{name}?done=trigger", 303)
+        await backends.set_schedule_paused(name, action == "pause")
         return RedirectResponse(f"/ui/schedules/{name}?done={action}", 303)
 
     return router
