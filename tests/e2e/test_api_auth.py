@@ -74,8 +74,10 @@ GRPC_ROLES = {
     "TriggerSchedule": "submitter",
     "DeleteSchedule": "submitter",
 }
-# A yearly schedule (it never ticks during the test) the schedule routes act on.
+# A yearly schedule (it never ticks during the test) the schedule routes act on
+# (the positive walk deletes it), and one the dashboard's schedule pages show.
 SCHEDULE = "auth-yearly"
+UI_SCHEDULE = "auth-ui"
 YEARLY = {"job_type": "hello_world", "parameters": {"n": 1}, "cron": "0 3 1 1 *"}
 
 
@@ -96,7 +98,7 @@ def jobs(stack) -> Iterator[Jobs]:
         for job_id in (running, cancelled):
             wait_until(lambda j=job_id: db_job_status(stack, j) == "processing", "job start")
         assert http.post(f"/api/jobs/{cancelled}/cancel").json()["changed"]
-        for name in (SCHEDULE, "auth-doomed"):
+        for name in (SCHEDULE, "auth-doomed", UI_SCHEDULE):
             http.post("/api/schedules", json={"name": name, **YEARLY}).raise_for_status()
     yield Jobs(running, cancelled)
     stack.restart("worker")
@@ -400,7 +402,7 @@ def ui_url(path: str, jobs: Jobs) -> str:
         .replace("{job_type}", "hello_world")
         .replace("{queue}", "tasks")
         .replace("{sequence}", "1")
-        .replace("{name}", SCHEDULE)
+        .replace("{name}", UI_SCHEDULE)
         .replace("{action}", "pause" if path.startswith("/ui/schedules") else "replay")
     )
 
