@@ -3,6 +3,7 @@ and a refused call changes nothing in the database."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,20 +380,28 @@ def ui_routes_of_the_app() -> set[tuple[str, str]]:
     from coremachine.services.api_gateway.backends import Backends
     from coremachine.services.api_gateway.http_app import create_app
 
-    # Channels connect lazily: nothing is called, the routes are only listed.
-    backends = Backends.connect("127.0.0.1:9", "127.0.0.1:9", "127.0.0.1:9")
-    app = create_app(backends, DisabledAuthenticator())
-    # Included routers stay routers of their own (FastAPI 0.16x): their routes within.
-    routes = []
-    for route in app.routes:
-        included = getattr(route, "original_router", None)
-        routes.extend(included.routes if included is not None else [route])
-    return {
-        (method, route.path)
-        for route in routes
-        if isinstance(route, APIRoute) and route.path.startswith("/ui")
-        for method in route.methods
-    }
+    async def listed() -> set[tuple[str, str]]:
+        # grpc.aio channels belong to a running loop (after an earlier test's
+        # asyncio.run() there is no current one outside it). They connect
+        # lazily: nothing is called, the routes are only listed.
+        backends = Backends.connect("127.0.0.1:9", "127.0.0.1:9", "127.0.0.1:9")
+        try:
+            app = create_app(backends, DisabledAuthenticator())
+        finally:
+            await backends.close()
+        # Included routers stay routers of their own (FastAPI 0.16x): their routes within.
+        routes = []
+        for route in app.routes:
+            included = getattr(route, "original_router", None)
+            routes.extend(included.routes if included is not None else [route])
+        return {
+            (method, route.path)
+            for route in routes
+            if isinstance(route, APIRoute) and route.path.startswith("/ui")
+            for method in route.methods
+        }
+
+    return asyncio.run(listed())
 
 
 def ui_url(path: str, jobs: Jobs) -> str:
