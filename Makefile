@@ -42,9 +42,16 @@ UP_ARGS = $(if $(STATES),--states $(STATES)) $(if $(ORCHESTRATORS),--orchestrato
 up: deps
 	$(VENV)/bin/coremachine-server up $(UP_ARGS)
 
-## make test: generated-code check, proto lint, ruff and mypy, then the test suite.
+## make test: generated-code check, proto lint, ruff and mypy, the test suite, then a
+## short soak (flat RSS, every job finished, no 5xx) and the benchmark at small sizes
+## (so that both keep working; figures are not asserted). CI runs exactly this.
+## TEST_SOAK_SECONDS=0 skips the soak and the smoke benchmark (a quicker local run).
+TEST_SOAK_SECONDS ?= 60
 test: deps node-deps check-gen buf-lint lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@if [ "$(TEST_SOAK_SECONDS)" != "0" ]; then \
+		$(PY) -m bench.soak --duration $(TEST_SOAK_SECONDS) && $(PY) -m bench --smoke; \
+	fi
 
 ## make bench: throughput and latency benchmark (see README).
 bench: deps
