@@ -258,7 +258,8 @@ FROM coremachine.outbox ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 DELETE FROM coremachine.outbox WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: append_events
--- See coremachine.append_events (migration 0006): numbered per job, NOTIFY at commit.
+-- See coremachine.append_events (migrations 0006, 0012): numbered per job, one row
+-- per job and transaction, NOTIFY at commit.
 SELECT coremachine.append_events(%(events)s::jsonb, %(end_events)s);
 
 -- name: acquire_lease
@@ -401,15 +402,25 @@ WHERE job_id = %(job_id)s;
 -- snapshot, so "terminal and nothing follows" is exact, and no transaction
 -- for a long poll's every read. One row per event, or a single row with NULL
 -- event columns when nothing (of the requested level) follows after_seq.
+-- The events are read from their runs (migration 0012): the first run read
+-- is the one holding after_seq + 1, and runs without an event of the
+-- requested level are passed over without being unpacked.
 SELECT j.status::text AS job_status,
        e.job_id, e.seq, e.event_type, e.stage, e.task_id, e.data, e.created_at
 FROM coremachine.jobs j
 LEFT JOIN LATERAL (
-    SELECT ev.* FROM coremachine.job_events ev
-    WHERE ev.job_id = j.job_id AND ev.seq > %(after_seq)s
-      AND (NOT %(job_level_only)s OR ev.task_id IS NULL)
-      AND (NOT %(end_only)s OR ev.event_type = ANY(%(end_events)s))
-    ORDER BY ev.seq LIMIT %(limit)s
+    SELECT r.job_id, r.last_seq - r.n + x.i AS seq, x.e->>'event_type' AS event_type,
+           (x.e->>'stage')::integer AS stage, x.e->>'task_id' AS task_id,
+           coalesce(x.e->'data', '{}') AS data, r.created_at
+    FROM coremachine.job_event_runs r
+    CROSS JOIN LATERAL jsonb_array_elements(r.events) WITH ORDINALITY AS x(e, i)
+    WHERE r.job_id = j.job_id AND r.last_seq > %(after_seq)s
+      AND (NOT %(job_level_only)s OR r.job_level)
+      AND (NOT %(end_only)s OR r.event_types && %(end_events)s::text[])
+      AND r.last_seq - r.n + x.i > %(after_seq)s
+      AND (NOT %(job_level_only)s OR x.e->>'task_id' IS NULL)
+      AND (NOT %(end_only)s OR x.e->>'event_type' = ANY(%(end_events)s))
+    ORDER BY r.last_seq, x.i LIMIT %(limit)s
 ) e ON true
 WHERE j.job_id = %(job_id)s
 ORDER BY e.seq;
@@ -561,18 +572,24 @@ SELECT EXISTS (SELECT 1 FROM coremachine.orchestrators WHERE expires_at > now())
 -- Diagnosis: a stage's tasks queued for a retry (not a first attempt, nor a
 -- redrive's first), with when their retry message is due: the
 -- task_retrying event that scheduled the attempt says after what delay.
-SELECT t.task_id, t.task_index, t.attempt, t.error_details,
-       e.created_at + make_interval(secs => coalesce((e.data->>'delay_s')::float8, 0)) AS due_at
+-- Only the job's runs that hold a task_retrying event are unpacked.
+WITH retries AS (
+    SELECT DISTINCT ON (x.e->>'task_id', (x.e->'data'->>'attempt')::int)
+           x.e->>'task_id' AS task_id, (x.e->'data'->>'attempt')::int AS attempt,
+           r.created_at
+           + make_interval(secs => coalesce((x.e->'data'->>'delay_s')::float8, 0)) AS due_at
+    FROM coremachine.job_event_runs r
+    CROSS JOIN LATERAL jsonb_array_elements(r.events) WITH ORDINALITY AS x(e, i)
+    WHERE r.job_id = %(job_id)s AND 'task_retrying' = ANY(r.event_types)
+      AND x.e->>'event_type' = 'task_retrying'
+    ORDER BY x.e->>'task_id', (x.e->'data'->>'attempt')::int, r.last_seq DESC, x.i DESC
+)
+SELECT t.task_id, t.task_index, t.attempt, t.error_details, rt.due_at
 FROM coremachine.tasks t
-LEFT JOIN LATERAL (
-    SELECT ev.created_at, ev.data FROM coremachine.job_events ev
-    WHERE ev.job_id = t.job_id AND ev.task_id = t.task_id AND ev.event_type = 'task_retrying'
-      AND (ev.data->>'attempt')::int = t.attempt
-    ORDER BY ev.seq DESC LIMIT 1
-) e ON true
+LEFT JOIN retries rt ON rt.task_id = t.task_id AND rt.attempt = t.attempt
 WHERE t.job_id = %(job_id)s AND t.stage = %(stage)s AND t.status = 'queued'
   AND t.attempt > t.attempt_base + 1
-ORDER BY due_at NULLS LAST, t.task_index
+ORDER BY rt.due_at NULLS LAST, t.task_index
 LIMIT %(limit)s;
 
 -- name: running_tasks
@@ -587,10 +604,12 @@ LIMIT %(limit)s;
 
 -- name: attempt_starts
 -- When the current attempt of these tasks started (their last task_started event).
-SELECT DISTINCT ON (task_id) task_id, created_at
-FROM coremachine.job_events
-WHERE job_id = %(job_id)s AND event_type = 'task_started' AND task_id = ANY(%(task_ids)s::text[])
-ORDER BY task_id, seq DESC;
+SELECT DISTINCT ON (x.e->>'task_id') x.e->>'task_id', r.created_at
+FROM coremachine.job_event_runs r
+CROSS JOIN LATERAL jsonb_array_elements(r.events) WITH ORDINALITY AS x(e, i)
+WHERE r.job_id = %(job_id)s AND 'task_started' = ANY(r.event_types)
+  AND x.e->>'event_type' = 'task_started' AND x.e->>'task_id' = ANY(%(task_ids)s::text[])
+ORDER BY x.e->>'task_id', r.last_seq DESC, x.i DESC;
 
 -- name: last_janitor_run
 SELECT holder, started_at, finished_at, actions, error FROM coremachine.janitor_runs
