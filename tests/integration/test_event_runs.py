@@ -12,6 +12,7 @@ import psycopg
 
 from coremachine.services.state.schema import LEDGER, MIGRATIONS_DIR
 from coremachine.shared.migrations import migrate
+from tests.databases import create_database, drop_database
 from tests.integration.state_fixtures import claim_stage, make_job, make_stage, ok
 
 
@@ -74,8 +75,6 @@ J1 = "1" * 64
 
 
 async def test_events_written_before_the_migration_are_kept(admin_url, tmp_path: Path):
-    from tests.databases import create_database, drop_database
-
     url = create_database(admin_url, prefix="cm_runs")
     try:
         before = tmp_path / "migrations"

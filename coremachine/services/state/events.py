@@ -2,7 +2,9 @@
 
 The sequence is taken from `jobs.last_event_seq` under the job row lock the
 caller already holds, so a reader that resumes "after seq N" never misses an
-event committed later with a smaller number. One statement per call.
+event committed later with a smaller number. A transaction's events of one
+job are stored as one row (a run, migration 0012) and read back one by one.
+One statement per call.
 """
 
 from __future__ import annotations
