@@ -11,39 +11,27 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psutil
 import psycopg
 
-from coremachine.shared.pg_urls import start_embedded
-from coremachine.stack.processes import Ports, Stack
+from bench.local_stack import ROOT, local_stack
+from coremachine.stack.processes import Stack
 from coremachine_sdk import Client, JobStatus
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ROOT", "Bench", "RssSampler", "bench_stack", "load_average", "machine"]
 
 
 @contextmanager
 def bench_stack(extra_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
     """The four services on a fresh database of DATABASE_URL's server (else the
-    embedded PostgreSQL); stopped and the database dropped on the way out."""
-    from tests.databases import create_database, drop_database
-
-    url = os.environ.get("DATABASE_URL") or start_embedded(ROOT / ".data" / "bench-pg")
-    db = create_database(url, prefix="cm_bench")
-    stack = Stack(
-        db,
-        Ports.free(),
-        log_dir=ROOT / ".data" / "bench-logs",
-        extra_env={"LOG_LEVEL": "WARNING", "HELLO_WORLD_MAX_N": "1000000", **(extra_env or {})},
-    )
-    try:
-        stack.up()
+    embedded PostgreSQL), as the load and soak tools run them; the noop job
+    allowed a million tasks."""
+    with local_stack(
+        "bench", extra_env={"HELLO_WORLD_MAX_N": "1000000", **(extra_env or {})}
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
-        drop_database(url, db)
 
 
 class RssSampler(threading.Thread):

@@ -49,6 +49,24 @@ def test_rows_written_counts_inserts_updates_and_deletes_of_app_tables(db_url: s
     assert all(name.split(".")[0] in ("coremachine", "broker") for name in after)
 
 
+def test_rows_written_out_of_line_count_as_the_tables_toast(db_url: str):
+    before = rows_written(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # 6 KB of random hex does not compress below the in-line limit: TOASTed.
+        conn.execute(
+            "INSERT INTO coremachine.leases (name, holder, expires_at)"
+            " SELECT 'big' || i, (SELECT string_agg(md5(random()::text || j), '')"
+            "                     FROM generate_series(1, 200) AS g(j)), now()"
+            " FROM generate_series(1, 3) AS s(i)"
+        )
+        flushed(conn)
+    after = rows_written(db_url)
+
+    toast = "coremachine.leases (toast)"
+    assert after["coremachine.leases"] - before.get("coremachine.leases", 0) == 3
+    assert after[toast] - before.get(toast, 0) >= 3
+
+
 def test_wal_grows_with_writes(db_url: str):
     start = wal_position(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
