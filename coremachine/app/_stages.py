@@ -42,7 +42,8 @@ class PlanContext:
     stage: int
     # The job's validated parameters, as JSON values.
     parameters: Mapping[str, Any]
-    # Results of the previous stage ordered by task index (empty in stage 1).
+    # Results of the previous stage ordered by task index (empty in stage 1);
+    # for MatchPrevious, the results of the page of tasks being planned.
     previous: Sequence[PreviousResult]
     # The job type's parameter model, to read `params` as typed values.
     model: type[BaseModel] | None = None
@@ -87,6 +88,11 @@ class FromParameter:
     def plan(self, ctx: PlanContext) -> list[TaskParams]:
         return [self.build(ctx, i) for i in range(int(ctx.parameters[self.parameter]))]
 
+    def plan_page(self, ctx: PlanContext, indexes: range) -> list[TaskParams]:
+        """The parameters of tasks `indexes` alone: a large stage is planned
+        page by page, so that its million specs are never in memory at once."""
+        return [self.build(ctx, i) for i in indexes]
+
     def known_count(self, ctx: PlanContext) -> int | None:
         try:
             return int(ctx.parameters[self.parameter])
@@ -99,11 +105,21 @@ class FromParameter:
 
 @dataclass(frozen=True, slots=True)
 class MatchPrevious:
-    """One task per task of the previous stage; task i gets build(ctx, previous task i)."""
+    """One task per task of the previous stage; task i gets build(ctx, previous task i).
+
+    A stage too large for one message is planned page by page: `build` then
+    sees in `ctx.previous` only the page's results (those of the tasks being
+    planned), so that the orchestrator never holds a million of them.
+    """
 
     build: Callable[[PlanContext, PreviousResult], TaskParams] = _previous_params
 
     def plan(self, ctx: PlanContext) -> list[TaskParams]:
+        return [self.build(ctx, p) for p in ctx.previous]
+
+    def plan_page(self, ctx: PlanContext, indexes: range) -> list[TaskParams]:
+        """The parameters of tasks `indexes`; ctx.previous holds the results of
+        the previous stage's tasks of the same indexes, in order."""
         return [self.build(ctx, p) for p in ctx.previous]
 
     def known_count(self, ctx: PlanContext) -> int | None:

@@ -100,8 +100,11 @@ class StateClient(Protocol):
     async def release_tasks(self, leases: Sequence[TaskLease]) -> list[str]:
         """Hands unfinished tasks back (queued again, same attempt)."""
 
-    async def stage_results(self, job_id: str, stage: int) -> list[StageResult]:
-        """A stage's task results by task index."""
+    async def stage_results(
+        self, job_id: str, stage: int, *, from_index: int = 0, limit: int = 0
+    ) -> list[StageResult]:
+        """A stage's task results by task index: those from from_index on, at
+        most limit of them (0: every one)."""
 
     async def report_progress(self, reports: Sequence[ProgressReport]) -> int:
         """Records progress of running tasks; returns how many were recorded."""

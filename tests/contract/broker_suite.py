@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from coremachine.shared.broker import MAX_DELIVERY_REASON, Broker, LockLostError, OutgoingMessage
+from coremachine.shared.consuming import MessageLock
 
 
 def msg(body: str = "hello", message_id: str | None = None, **kw) -> OutgoingMessage:
@@ -148,6 +149,22 @@ class BrokerContract:
             assert len(renewed) == 1
             assert await broker.receive(queue, 1, max_wait=self.lock_duration / 4) == []
         await broker.complete(renewed)
+
+    async def test_a_message_lock_outlives_the_lock_duration_while_its_handler_runs(
+        self, broker, queue
+    ):
+        # What the orchestrator wraps each jobs-queue message in: planning a
+        # huge stage outlasts BROKER_LOCK_SECONDS (coremachine/shared/consuming.py).
+        await broker.send(queue, [msg(message_id="planning")])
+        [got] = await receive_until(broker, queue, 1)
+        async with MessageLock(broker, got) as lock:
+            end = time.monotonic() + self.lock_duration * 2.5
+            while time.monotonic() < end:
+                # Nobody else gets it meanwhile.
+                assert await broker.receive(queue, 1, max_wait=self.lock_duration / 4) == []
+            assert not lock.lost
+        await broker.complete([lock.message])
+        assert await broker.receive(queue, 1, max_wait=self.lock_duration * 1.5) == []
 
     async def test_queue_depth_counts_active_and_scheduled(self, broker, queue):
         later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)

@@ -155,6 +155,31 @@ class StateClientContract:
         read, with_results = await client.job_and_stage_results(job.job_id, 1)
         assert read.job_id == job.job_id and len(with_results) == 2
 
+    async def test_stage_results_come_in_pages_by_task_index(
+        self, client: StateClient, monkeypatch: pytest.MonkeyPatch
+    ):
+        # Pages of two rows inside the state service: a limit spans several.
+        monkeypatch.setattr("coremachine.services.state.store.RESULTS_CHUNK", 2)
+        job = new_job(stages=1, first=plan(7))
+        await client.create_job(job)
+        tasks = await claim_all(client, job, 1, 7)
+        await client.complete_tasks([ok(t, {"i": t.task_index}) for t in tasks])
+
+        async def page(from_index: int, limit: int) -> list[int]:
+            rows = await client.stage_results(job.job_id, 1, from_index=from_index, limit=limit)
+            assert [json.loads(r.result_json)["i"] for r in rows] == [r.task_index for r in rows]
+            return [r.task_index for r in rows]
+
+        assert await page(0, 0) == list(range(7))
+        assert await page(1, 5) == [1, 2, 3, 4, 5]
+        assert await page(4, 2) == [4, 5]
+        assert await page(5, 10) == [5, 6]
+        assert await page(7, 3) == []
+        for field, kw in (("from_index", {"from_index": -1}), ("limit", {"limit": -1})):
+            with pytest.raises(InvalidArgument) as raised:
+                await client.stage_results(job.job_id, 1, **kw)  # type: ignore[arg-type]
+            assert field in str(raised.value)
+
     async def test_a_retryable_failure_queues_the_next_attempt(self, client: StateClient):
         job = new_job(first=plan(1))
         await client.create_job(job)

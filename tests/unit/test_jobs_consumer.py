@@ -2,7 +2,8 @@
 
 A small stage's results come with the "stage ready" / "finalize" message, so
 the orchestrator plans or finalizes without reading anything back; without
-them it reads the job and the results in one call. Every message is settled
+them it reads the job and the results back (a page at a time where the stage
+allows, tests/unit/test_paged_planning.py). Every message is settled
 on its own: a bad one is dead-lettered alone, a message for a definition
 served elsewhere is handed to the state service.
 """
@@ -119,12 +120,14 @@ async def test_a_stage_is_planned_from_the_message_alone(state):
     assert await broker.queue_depth("jobs") == 0
 
 
-async def test_without_context_the_job_and_results_are_read_in_one_call(state):
+async def test_without_context_the_results_are_read_back(state):
+    # hello_world's stage 2 matches stage 1 task for task: its results are
+    # read a page at a time (tests/unit/test_paged_planning.py), here one.
     broker = MemoryBroker()
     message = StageReady(job_id=JOB_ID, job_type="hello_world", stage=2, definition=FINGERPRINT)
     [received] = await deliver(broker, message.model_dump_json().encode())
     await consumer(state, broker).handle(received)
-    assert state.calls == ["job_and_stage_results", "create_stage_tasks"]
+    assert state.calls == ["get_job", "stage_results", "create_stage_tasks"]
     assert [p["greeting"] for p in stage_two(state)] == ["hello 0", "hello 1"]
 
 

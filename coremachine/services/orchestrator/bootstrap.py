@@ -97,6 +97,7 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         planner,
         orchestrator_id=settings.orchestrator_id,
         batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
     )
     registration = Registration(
         state,

@@ -18,15 +18,19 @@ class StagePayloads(JsonPayloads):
     """Decodes previous results and encodes planned parameters (storing large ones)."""
 
     async def wrap_parameters(
-        self, encoded: Sequence[bytes], *, job_id: str, stage: int
+        self, encoded: Sequence[bytes], *, job_id: str, stage: int, first_index: int = 0
     ) -> list[bytes]:
-        """Each task's JSON parameters as sent to the state service, or a reference to a blob."""
+        """Each task's JSON parameters as sent to the state service, or a reference to a blob
+        (encoded[k] is task first_index + k's)."""
         wrapped = list(encoded)
         # Only large payloads (or small ones that look like a reference, which
         # wrap stores too) cost a round trip; the rest pass through untouched.
         large = [i for i, e in enumerate(encoded) if len(e) > self.threshold or is_reference(e)]
         references = await map_bounded(
-            lambda i: self.wrap(encoded[i], payload_key(job_id, stage, i, "parameters")), large
+            lambda i: self.wrap(
+                encoded[i], payload_key(job_id, stage, first_index + i, "parameters")
+            ),
+            large,
         )
         for i, reference in zip(large, references, strict=True):
             wrapped[i] = reference

@@ -11,10 +11,18 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from coremachine.app import AggregateContext, JobType, PlanContext, PreviousResult, Stage
+from coremachine.app import (
+    AggregateContext,
+    FromParameter,
+    JobType,
+    MatchPrevious,
+    PlanContext,
+    PreviousResult,
+    Stage,
+)
 from coremachine.app._jobs import effective_rate_limit
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.claim_check import StagePayloads
@@ -105,21 +113,117 @@ class Planner:
 
     # -- planning ----------------------------------------------------------------
 
+    def reads_previous_in_pages(self, job_type: JobType, stage: int) -> bool:
+        """Whether plan_stage reads the previous stage's results itself, a page
+        at a time (MatchPrevious: task i needs only result i)."""
+        return 1 <= stage <= len(job_type.stages) and isinstance(
+            job_type.stages[stage - 1].fan_out, MatchPrevious
+        )
+
     async def plan_stage(
-        self, job: Job, job_type: JobType, stage: int, previous: list[PreviousResult]
+        self,
+        job: Job,
+        job_type: JobType,
+        stage: int,
+        previous: list[PreviousResult] | None,
     ) -> int:
-        """Plans and creates a stage's tasks from the previous stage's results;
-        returns how many were created now."""
-        ctx = self._context(job.job_id, job_type, stage, job.parameters, previous)
-        planned = await self._plan(ctx, job_type)
-        created = 0
-        # Chunks keep each transaction and message bounded; the stage's total
-        # is fixed in the first one, so completions cannot finish it early.
-        for indexes in _chunks(planned, self.defaults.chunk_size, CHUNK_MAX_BYTES):
-            chunk = StagePlan(
-                planned.total_tasks, planned.tasks[indexes.start : indexes.stop], planned.policy
+        """Plans and creates a stage's tasks; returns how many were created now.
+
+        previous: the previous stage's results, or None to have them read here
+        (a page at a time where the stage's fan-out allows, see
+        reads_previous_in_pages).
+        """
+        if not 1 <= stage <= len(job_type.stages):
+            raise PlanningError(f"job type {job_type.name} has no stage {stage}")
+        spec = job_type.stages[stage - 1]
+        if previous is None and not self.reads_previous_in_pages(job_type, stage):
+            previous = (await self.job_and_results(job.job_id, stage - 1))[1]
+        ctx = self._context(job.job_id, job_type, stage, job.parameters, previous or [])
+        total = _paged_total(spec, job, ctx, previous)
+        if total is None:
+            planned = await self._plan(ctx, job_type)
+            return await self._create(job.job_id, stage, planned.total_tasks, planned)
+        return await self._plan_in_pages(ctx, job_type, total, read_previous=previous is None)
+
+    async def _plan_in_pages(
+        self, ctx: PlanContext, job_type: JobType, total: int, *, read_previous: bool
+    ) -> int:
+        """A FromParameter or MatchPrevious stage planned and created one page
+        (STAGE_CREATE_CHUNK_SIZE tasks) at a time: the orchestrator holds one
+        page of results and specs, not the whole stage. The stage's total is
+        fixed by the first page's call, so completions cannot finish it early;
+        a replay after a crash re-creates nothing (creation is idempotent by
+        task index). A planning error on a later page fails the job like one
+        on the first (the tasks created by then are cancelled with it)."""
+        spec = job_type.stages[ctx.stage - 1]
+        fan_out = spec.fan_out
+        assert isinstance(fan_out, FromParameter | MatchPrevious)
+        policy = self._policy(job_type, spec, total, ctx)
+        page_size = self.defaults.chunk_size
+        created, planning_seconds = 0, 0.0
+        with tracing.span(
+            f"plan stage {ctx.stage}",
+            attributes=self._span_attributes(ctx, job_type)
+            | {"coremachine.stage.task_count": total}
+            if tracing.enabled()
+            else None,
+        ):
+            for start in range(0, max(total, 1), page_size):
+                indexes = range(start, min(start + page_size, total))
+                page_ctx = ctx
+                if read_previous:
+                    page_ctx = replace(ctx, previous=await self._previous_page(ctx, indexes))
+                elif isinstance(fan_out, MatchPrevious):
+                    page_ctx = replace(ctx, previous=ctx.previous[indexes.start : indexes.stop])
+                started = time.perf_counter()
+                try:
+                    encoded = [json.dumps(p).encode() for p in fan_out.plan_page(page_ctx, indexes)]
+                except Exception as exc:
+                    raise PlanningError(
+                        f"planning stage {ctx.stage} ({spec.name}) failed: {exc!r}"
+                    ) from exc
+                planning_seconds += time.perf_counter() - started
+                encoded = await self.payloads.wrap_parameters(
+                    encoded, job_id=ctx.job_id, stage=ctx.stage, first_index=start
+                )
+                tasks = tuple(
+                    NewTask(i, spec.task_type, e) for i, e in zip(indexes, encoded, strict=True)
+                )
+                if tasks:
+                    self.metrics.tasks_planned.labels(
+                        job_type.name, spec.task_type, policy.queue
+                    ).inc(len(tasks))
+                created += await self._create(
+                    ctx.job_id, ctx.stage, total, StagePlan(total, tasks, policy)
+                )
+        self.metrics.planning.labels(job_type.name).observe(planning_seconds)
+        self.metrics.stage_plans.labels(job_type.name).inc()
+        return created
+
+    async def _previous_page(self, ctx: PlanContext, indexes: range) -> list[PreviousResult]:
+        """The previous stage's results of tasks `indexes`, with their values."""
+        if not indexes:
+            return []
+        rows = await self.state.stage_results(
+            ctx.job_id, ctx.stage - 1, from_index=indexes.start, limit=len(indexes)
+        )
+        if [r.task_index for r in rows] != list(indexes):
+            # A stage's tasks are created dense (0..total-1) before it can
+            # complete; a gap is a fault to retry, not the job type's error.
+            raise RuntimeError(
+                f"stage {ctx.stage - 1} of job {ctx.job_id}: results of tasks"
+                f" {indexes.start}..{indexes.stop - 1} are incomplete"
             )
-            created += await self.state.create_stage_tasks(job.job_id, stage, chunk)
+        return await self._with_values(
+            (r.task_index, r.status.value, r.result_json, r.error) for r in rows
+        )
+
+    async def _create(self, job_id: str, stage: int, total: int, plan: StagePlan) -> int:
+        """Creates a stage's (page of) tasks in calls of bounded size and count."""
+        created = 0
+        for indexes in _chunks(plan, self.defaults.chunk_size, CHUNK_MAX_BYTES):
+            chunk = StagePlan(total, plan.tasks[indexes.start : indexes.stop], plan.policy)
+            created += await self.state.create_stage_tasks(job_id, stage, chunk)
         return created
 
     async def plan_first_stage(
@@ -157,15 +261,7 @@ class Planner:
     async def _plan(self, ctx: PlanContext, job_type: JobType) -> StagePlan:
         if not 1 <= ctx.stage <= len(job_type.stages):
             raise PlanningError(f"job type {job_type.name} has no stage {ctx.stage}")
-        attributes = None
-        if tracing.enabled():
-            attributes = {
-                "coremachine.job.id": ctx.job_id,
-                "coremachine.job.type": job_type.name,
-                "coremachine.stage": ctx.stage,
-            }
-            if tracing.record_parameters():
-                attributes["coremachine.job.parameters"] = json.dumps(ctx.parameters)[:4096]
+        attributes = self._span_attributes(ctx, job_type) if tracing.enabled() else None
         started = time.perf_counter()
         with tracing.span(f"plan stage {ctx.stage}", attributes=attributes) as span:
             plan = await self._plan_stage(ctx, job_type)
@@ -177,6 +273,16 @@ class Planner:
                 job_type.name, plan.tasks[0].task_type, plan.policy.queue
             ).inc(len(plan.tasks))
         return plan
+
+    def _span_attributes(self, ctx: PlanContext, job_type: JobType) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "coremachine.job.id": ctx.job_id,
+            "coremachine.job.type": job_type.name,
+            "coremachine.stage": ctx.stage,
+        }
+        if tracing.record_parameters():
+            attributes["coremachine.job.parameters"] = json.dumps(ctx.parameters)[:4096]
+        return attributes
 
     async def _plan_stage(self, ctx: PlanContext, job_type: JobType) -> StagePlan:
         spec = job_type.stages[ctx.stage - 1]
@@ -258,6 +364,22 @@ class Planner:
                 return job_type.aggregate(ctx)
             except Exception as exc:
                 raise PlanningError(f"aggregating the results failed: {exc!r}") from exc
+
+
+def _paged_total(
+    spec: Stage, job: Job, ctx: PlanContext, previous: list[PreviousResult] | None
+) -> int | None:
+    """The task count of a stage planned in pages, or None when its fan-out
+    mode plans the whole stage at once (or its count is not known up front:
+    the whole planning then reports the error)."""
+    if isinstance(spec.fan_out, FromParameter):
+        count = spec.fan_out.known_count(ctx)
+        return None if count is None else max(count, 0)
+    if isinstance(spec.fan_out, MatchPrevious):
+        if previous is not None:
+            return len(previous)
+        return next((s.task_count for s in job.stages if s.stage == ctx.stage - 1), 0)
+    return None
 
 
 def _chunks(plan: StagePlan, max_count: int, max_bytes: int) -> list[range]:

@@ -32,6 +32,11 @@ class OrchestratorSettings(CommonSettings):
     retry_max_ms: int = Field(60_000, ge=1, validation_alias="TASK_RETRY_MAX_MS")
     create_chunk_size: int = Field(2000, ge=1, validation_alias="STAGE_CREATE_CHUNK_SIZE")
     consumer_batch: int = Field(16, ge=1, validation_alias="ORCHESTRATOR_BATCH_SIZE")
+    # Jobs-queue messages handled at once (each a stage to plan or a job to
+    # finalize): a long planning takes one of them, not the whole consumer.
+    consumer_concurrency: int = Field(
+        64, ge=1, le=10_000, validation_alias="ORCHESTRATOR_CONCURRENCY"
+    )
     # Schedules (scheduler.py): fire the due ticks of the job types served here;
     # look for new schedules at least this often; a claimed tick not recorded
     # within the lease goes to another orchestrator.

@@ -567,7 +567,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                 view = await self.store.get_job(_require(request.job_id, "job_id"))
                 yield state_pb2.GetStageResultsResponse(job=self._job(view))
             chunks = self.store.stage_results(
-                request.job_id, request.stage, check_job=not request.include_job
+                request.job_id,
+                request.stage,
+                check_job=not request.include_job,
+                from_index=request.from_index,
+                limit=request.limit,
             )
             async for chunk in chunks:
                 yield state_pb2.GetStageResultsResponse(

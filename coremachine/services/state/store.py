@@ -650,27 +650,43 @@ class StateStore(TaskStore):
         return released
 
     async def stage_results(
-        self, job_id: str, stage: int, check_job: bool = True
+        self,
+        job_id: str,
+        stage: int,
+        check_job: bool = True,
+        *,
+        from_index: int = 0,
+        limit: int = 0,
     ) -> AsyncIterator[list[StageResult]]:
         """Yields the stage's task results in chunks, ordered by task index
-        (NotFound for an unknown job, unless the caller checked already).
+        (NotFound for an unknown job, unless the caller checked already):
+        those from task index from_index on, at most limit of them (0: all).
 
         Keyset pages over the (job, stage, task_index) key: one round trip for
         a small stage, bounded memory for a 100,000-task one.
         """
-        after = -1
+        if from_index < 0:
+            raise InvalidArgument("from_index must be >= 0", "from_index")
+        if limit < 0:
+            raise InvalidArgument("limit must be >= 0 (0: every result)", "limit")
+        after, left = from_index - 1, limit or None
+        first = True
         while True:
+            page = RESULTS_CHUNK if left is None else min(left, RESULTS_CHUNK)
             async with self.pool.connection() as conn:
-                if after < 0 and check_job:
+                if first and check_job:
                     await fetch_job(conn, job_id)
+                first = False
                 cur = await conn.execute(
                     Q.stage_results,
-                    {"job_id": job_id, "stage": stage, "after": after, "limit": RESULTS_CHUNK},
+                    {"job_id": job_id, "stage": stage, "after": after, "limit": page},
                 )
                 rows = await cur.fetchall()
             if rows:
                 yield [StageResult(*row) for row in rows]
-            if len(rows) < RESULTS_CHUNK:
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < page or left == 0:
                 return
             after = rows[-1][0]
 

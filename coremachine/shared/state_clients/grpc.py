@@ -125,9 +125,14 @@ class GrpcStateClient:
         return job, results
 
     @_mapped
-    async def stage_results(self, job_id: str, stage: int) -> list[StageResult]:
+    async def stage_results(
+        self, job_id: str, stage: int, *, from_index: int = 0, limit: int = 0
+    ) -> list[StageResult]:
         call = self.stub.GetStageResults(
-            state_pb2.GetStageResultsRequest(job_id=job_id, stage=stage), timeout=WRITE_TIMEOUT
+            state_pb2.GetStageResultsRequest(
+                job_id=job_id, stage=stage, from_index=from_index, limit=limit
+            ),
+            timeout=WRITE_TIMEOUT,
         )
         return [convert.stage_result_from_proto(r) async for chunk in call for r in chunk.results]
 

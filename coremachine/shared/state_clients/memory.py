@@ -166,10 +166,17 @@ class InMemoryStateClient:
         self.calls.append("job_and_stage_results")
         return self._view(job_id), self._results(job_id, stage)
 
-    async def stage_results(self, job_id: str, stage: int) -> list[StageResult]:
+    async def stage_results(
+        self, job_id: str, stage: int, *, from_index: int = 0, limit: int = 0
+    ) -> list[StageResult]:
         self.calls.append("stage_results")
         self._job(job_id)
-        return self._results(job_id, stage)
+        if from_index < 0:
+            raise InvalidArgument("from_index must be >= 0", "from_index")
+        if limit < 0:
+            raise InvalidArgument("limit must be >= 0 (0: every result)", "limit")
+        results = [r for r in self._results(job_id, stage) if r.task_index >= from_index]
+        return results[:limit] if limit else results
 
     async def create_stage_tasks(self, job_id: str, stage: int, plan: StagePlan) -> int:
         self.calls.append("create_stage_tasks")

@@ -297,14 +297,18 @@ class ReleaseTasksResponse(_message.Message):
     def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStageResultsRequest(_message.Message):
-    __slots__ = ("job_id", "stage", "include_job")
+    __slots__ = ("job_id", "stage", "include_job", "from_index", "limit")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_JOB_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     stage: int
     include_job: bool
-    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ..., include_job: _Optional[bool] = ...) -> None: ...
+    from_index: int
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[int] = ..., include_job: _Optional[bool] = ..., from_index: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class StageTaskResult(_message.Message):
     __slots__ = ("task_index", "task_id", "status", "result_json", "error")
