@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 # The shortest wait between two renewals (a lock already about to lapse).
 MIN_RENEW_INTERVAL = 0.05
+# After a failed renewal (the broker is down), at least this long before the
+# next try: a lapsed lock must not turn the keeper into a busy loop.
+RENEW_RETRY_SECONDS = 1.0
 
 
 async def receive_or_stop(
@@ -85,6 +88,7 @@ class MessageLock:
                 renewed = await self.broker.renew_locks([self.message])
             except Exception as exc:  # the broker is down: try again, the lock may hold
                 log.warning("renewing the lock of %s failed: %s", self.message.message_id, exc)
+                await asyncio.sleep(RENEW_RETRY_SECONDS)
                 continue
             if not renewed:
                 # Another delivery has it (this process stalled past the
