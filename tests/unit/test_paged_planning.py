@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from coremachine.app import App, FromParameter, MatchPrevious, PerItem, PlanContext, Stage
+from coremachine.app import (
+    App,
+    Custom,
+    FromParameter,
+    MatchPrevious,
+    PerItem,
+    PlanContext,
+    Stage,
+)
 from coremachine.app._registry import Registry
 from coremachine.services.orchestrator.claim_check import StagePayloads
 from coremachine.services.orchestrator.consumer import JobsConsumer
@@ -50,6 +59,12 @@ def match(ctx: PlanContext, previous: Any) -> dict[str, Any]:
     return {"from": previous.result["v"]}
 
 
+def slow_hook(ctx: PlanContext) -> list[dict[str, Any]]:
+    """A planning hook that blocks its thread (a heavy user computation)."""
+    time.sleep(float(ctx.parameters.get("hook_seconds", 0)))
+    return [{"n": len(ctx.previous)}]
+
+
 def build_app() -> App:
     app = App("paging")
     task = app.task("paging_task")(lambda params: {})
@@ -60,6 +75,11 @@ def build_app() -> App:
         parameters=Params,
         stages=[first, Stage("two", task, MatchPrevious(match))],
         aggregate=lambda ctx: {"sum": sum(r.result["w"] for r in ctx.final_results)},
+    )
+    app.job(
+        "hook",
+        parameters=Params,
+        stages=[first, Stage("two", task, Custom(slow_hook))],
     )
     app.job(
         "items",
@@ -229,6 +249,34 @@ async def test_a_long_planning_holds_one_slot_not_the_other_jobs_messages():
     await running
     assert len([t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]) == N
     assert await broker.queue_depth("jobs") == 0
+
+
+async def test_a_hook_that_blocks_for_seconds_stalls_neither_its_lock_nor_other_jobs(caplog):
+    # The hook runs in a planning thread: the loop renews the hook's message
+    # lock (0.3 s here, the hook takes 1.5 s) and plans another job meanwhile.
+    state, slow = await job_after_stage_one("hook", hook_seconds=1.5)
+    _, quick = await job_after_stage_one("paged", state)
+    broker = MemoryBroker(lock_duration=0.3)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(consumer(state, broker).run(stopping))
+    for job_id, job_type in ((slow, "hook"), (quick, "paged")):
+        body = StageReady(job_id=job_id, job_type=job_type, stage=2).model_dump_json()
+        await broker.send("jobs", [OutgoingMessage(job_id, body.encode())])
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.4)  # the quick job's planning, while the hook still sleeps
+    assert len([t for t in state.tasks.values() if t.job_id == quick and t.stage == 2]) == N
+    assert not [t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]
+    for _ in range(100):
+        if await broker.queue_depth("jobs") == 0:
+            break
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await running
+    # The hook's one task, planned once.
+    [hooked] = [t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]
+    assert json.loads(hooked.parameters_json) == {"n": N}
+    assert await broker.queue_depth("jobs") == 0
+    assert "lock" not in caplog.text
 
 
 async def test_stopping_hands_back_what_did_not_finish_within_the_drain():

@@ -50,6 +50,7 @@ class OrchestratorApp:
     health: HealthMonitor
 
     async def close(self) -> None:
+        self.consumer.planner.close()
         await self.broker.close()
         await self.state.close()
         await self.blobs.close()

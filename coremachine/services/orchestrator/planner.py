@@ -7,12 +7,16 @@ objects through the state-client port; no protobuf here.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from coremachine.app import (
     AggregateContext,
@@ -37,6 +41,11 @@ from coremachine.shared.state_client import StateClient
 
 log = logging.getLogger(__name__)
 
+# Threads that run the job types' planning and aggregation code.
+PLANNING_THREADS = 4
+
+T = TypeVar("T")
+
 # Parameters per CreateStageTasks call: a quarter of the servers' 64 MiB
 # message limit, since a claim-checked stage may hold thousands of payloads
 # just under the threshold (192 KiB each).
@@ -57,6 +66,15 @@ class PlannerDefaults:
 
 
 class Planner:
+    """Plans stages and finalizes jobs with the job types' own code.
+
+    That code (fan-out builds and hooks, aggregators) runs in a pool of
+    `planning_threads` threads, not on the event loop: a hook that takes
+    seconds must not stall the renewal of its message's lock, the submits
+    this orchestrator serves or the other jobs' messages; with several
+    threads, a small job's planning does not queue behind a heavy one's.
+    """
+
     def __init__(
         self,
         state: StateClient,
@@ -64,12 +82,25 @@ class Planner:
         defaults: PlannerDefaults,
         payloads: StagePayloads,
         metrics: OrchestratorMetrics | None = None,
+        planning_threads: int = PLANNING_THREADS,
     ) -> None:
         self.state = state
         self.registry = registry
         self.defaults = defaults
         self.payloads = payloads
         self.metrics = metrics or OrchestratorMetrics()
+        self._threads = ThreadPoolExecutor(planning_threads, thread_name_prefix="planning")
+
+    def close(self) -> None:
+        """Stops the planning threads (a hook still running finishes on its own)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in a planning thread, with this task's context (logs, trace)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(context.run, fn, *args)
+        )
 
     # -- reading what planning needs --------------------------------------------
 
@@ -177,7 +208,7 @@ class Planner:
                     page_ctx = replace(ctx, previous=ctx.previous[indexes.start : indexes.stop])
                 started = time.perf_counter()
                 try:
-                    encoded = [json.dumps(p).encode() for p in fan_out.plan_page(page_ctx, indexes)]
+                    encoded = await self._in_thread(_encoded, fan_out.plan_page, page_ctx, indexes)
                 except Exception as exc:
                     raise PlanningError(
                         f"planning stage {ctx.stage} ({spec.name}) failed: {exc!r}"
@@ -287,7 +318,7 @@ class Planner:
     async def _plan_stage(self, ctx: PlanContext, job_type: JobType) -> StagePlan:
         spec = job_type.stages[ctx.stage - 1]
         try:
-            encoded = [json.dumps(p).encode() for p in spec.fan_out.plan(ctx)]
+            encoded = await self._in_thread(_encoded, spec.fan_out.plan, ctx)
         except Exception as exc:
             raise PlanningError(
                 f"planning stage {ctx.stage} ({spec.name}) failed: {exc!r}"
@@ -361,9 +392,14 @@ class Planner:
             try:
                 if job_type.aggregate is None:
                     return default_summary(ctx.job_type, ctx.stage_summaries, ctx.failed_tasks)
-                return job_type.aggregate(ctx)
+                return await self._in_thread(job_type.aggregate, ctx)
             except Exception as exc:
                 raise PlanningError(f"aggregating the results failed: {exc!r}") from exc
+
+
+def _encoded(plan: Callable[..., list[Any]], *args: Any) -> list[bytes]:
+    """A fan-out's task parameters as JSON (in the planning thread, like the plan)."""
+    return [json.dumps(p).encode() for p in plan(*args)]
 
 
 def _paged_total(
