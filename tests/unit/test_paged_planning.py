@@ -169,6 +169,18 @@ async def job_after_stage_one(
     return state, job_id
 
 
+async def stop_when_drained(
+    broker: MemoryBroker, stopping: asyncio.Event, running: asyncio.Task[None]
+) -> None:
+    """Stops a running consumer once its queue is empty (or after 5 s)."""
+    for _ in range(100):
+        if await broker.queue_depth("jobs") == 0:
+            break
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await running
+
+
 def stage_params(state: InMemoryStateClient, stage: int) -> list[dict[str, Any]]:
     tasks = sorted(
         (t for t in state.tasks.values() if t.stage == stage), key=lambda t: t.task_index
@@ -241,12 +253,7 @@ async def test_a_long_planning_holds_one_slot_not_the_other_jobs_messages():
     assert len([t for t in state.tasks.values() if t.job_id == quick and t.stage == 2]) == N
     assert not [t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]
     state.gates[slow].set()
-    for _ in range(100):
-        if await broker.queue_depth("jobs") == 0:
-            break
-        await asyncio.sleep(0.05)
-    stopping.set()
-    await running
+    await stop_when_drained(broker, stopping, running)
     assert len([t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]) == N
     assert await broker.queue_depth("jobs") == 0
 
@@ -266,12 +273,7 @@ async def test_a_hook_that_blocks_for_seconds_stalls_neither_its_lock_nor_other_
     await asyncio.sleep(0.4)  # the quick job's planning, while the hook still sleeps
     assert len([t for t in state.tasks.values() if t.job_id == quick and t.stage == 2]) == N
     assert not [t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]
-    for _ in range(100):
-        if await broker.queue_depth("jobs") == 0:
-            break
-        await asyncio.sleep(0.05)
-    stopping.set()
-    await running
+    await stop_when_drained(broker, stopping, running)
     # The hook's one task, planned once.
     [hooked] = [t for t in state.tasks.values() if t.job_id == slow and t.stage == 2]
     assert json.loads(hooked.parameters_json) == {"n": N}
