@@ -89,7 +89,14 @@ async def build(settings: OrchestratorSettings) -> OrchestratorApp:
         tasks_queue=settings.tasks_queue,
         chunk_size=settings.create_chunk_size,
     )
-    planner = Planner(state, registry, defaults, payloads, OrchestratorMetrics(telemetry.registry))
+    planner = Planner(
+        state,
+        registry,
+        defaults,
+        payloads,
+        OrchestratorMetrics(telemetry.registry),
+        planning_threads=settings.planning_threads,
+    )
     consumer = JobsConsumer(
         broker,
         settings.jobs_queue,

@@ -37,6 +37,8 @@ class OrchestratorSettings(CommonSettings):
     consumer_concurrency: int = Field(
         64, ge=1, le=10_000, validation_alias="ORCHESTRATOR_CONCURRENCY"
     )
+    # Threads running the job types' planning functions and aggregators.
+    planning_threads: int = Field(4, ge=1, le=64, validation_alias="ORCHESTRATOR_PLANNING_THREADS")
     # Schedules (scheduler.py): fire the due ticks of the job types served here;
     # look for new schedules at least this often; a claimed tick not recorded
     # within the lease goes to another orchestrator.
