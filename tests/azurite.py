@@ -16,18 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from coremachine.stack.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 STARTUP_DEADLINE = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> bool:
@@ -68,7 +64,7 @@ def run_azurite(workdir: Path) -> Iterator[str]:
     log = workdir / "azurite.log"
     # A free port can be taken between probing and binding: try a few.
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         with open(log, "wb") as log_file:
             proc = subprocess.Popen(
                 [

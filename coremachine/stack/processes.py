@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -80,10 +81,41 @@ def api_keys_secret(keys: dict[str, str]) -> str:
     )
 
 
+# Ports handed out by free_port in this process, never handed out twice.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free TCP port on 127.0.0.1 for a service to listen on, below the
+    kernel's ephemeral range: a port the kernel picked (bind to 0) is one it
+    may also give a new outgoing connection before the service binds it, and
+    a stack opening hundreds of connections then fails to start, now and
+    then, with "address already in use"."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20_000), low)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as s:  # a crowded machine: what the kernel offers
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default range starts here; elsewhere, a guess
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
