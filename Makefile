@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 # into site-packages, so it is redone when they change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml sdk/pyproject.toml \
 		$(wildcard coremachine/common/v1/*.py coremachine/jobs/v1/*.py)
-	$(PYTHON) -m venv $(VENV)
+	PYTHON=$(PYTHON) tools/make_venv.sh $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e ./sdk -e .

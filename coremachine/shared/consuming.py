@@ -78,7 +78,10 @@ class MessageLock:
                 await self._task
 
     def _wait(self) -> float:
-        left = (self.message.locked_until - dt.datetime.now(dt.UTC)).total_seconds()
+        until = self.message.locked_until
+        if until.tzinfo is None:  # an adapter's naive time is UTC; never a TypeError here
+            until = until.replace(tzinfo=dt.UTC)
+        left = (until - dt.datetime.now(dt.UTC)).total_seconds()
         return max(left / 3, MIN_RENEW_INTERVAL)
 
     async def _keep(self) -> None:

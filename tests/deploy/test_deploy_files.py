@@ -693,6 +693,17 @@ def test_provision_script_passes_shellcheck() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize(
+    "script",
+    [*sorted((REPO / "tools").glob("*.sh")), REPO / ".ci" / "run"],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_the_repositorys_own_scripts_pass_shellcheck(script: Path) -> None:
+    exe = _require_tool("shellcheck")
+    proc = subprocess.run([exe, str(script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def _provision_defaults() -> dict[str, str]:
     text = PROVISION.read_text()
     pairs = re.findall(r'^([A-Z0-9_]+)="\$\{\1:-([^}]*)\}"$', text, flags=re.MULTILINE)

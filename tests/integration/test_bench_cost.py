@@ -31,40 +31,41 @@ def flushed(conn: psycopg.Connection) -> None:
     conn.execute("SELECT 1")
 
 
-def test_rows_written_counts_inserts_updates_and_deletes_of_app_tables(db_url: str):
+def written_by(db_url: str, *statements: str) -> dict[str, int]:
+    """The rows each table counted while the statements ran (counters flushed)."""
     before = rows_written(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO coremachine.leases (name, holder, expires_at)"
-            " SELECT 'l' || i, 'bench', now() FROM generate_series(1, 5) AS s(i)"
-        )
-        conn.execute("UPDATE coremachine.leases SET holder = 'other' WHERE name IN ('l1', 'l2')")
-        conn.execute("DELETE FROM coremachine.leases WHERE name = 'l3'")
-        # Not an app table: never counted.
-        conn.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS x")
+        for statement in statements:
+            conn.execute(statement)
         flushed(conn)
-    after = rows_written(db_url)
+    return {table: n - before.get(table, 0) for table, n in rows_written(db_url).items()}
 
-    assert after["coremachine.leases"] - before.get("coremachine.leases", 0) == 5 + 2 + 1
-    assert all(name.split(".")[0] in ("coremachine", "broker") for name in after)
+
+def test_rows_written_counts_inserts_updates_and_deletes_of_app_tables(db_url: str):
+    written = written_by(
+        db_url,
+        "INSERT INTO coremachine.leases (name, holder, expires_at)"
+        " SELECT 'l' || i, 'bench', now() FROM generate_series(1, 5) AS s(i)",
+        "UPDATE coremachine.leases SET holder = 'other' WHERE name IN ('l1', 'l2')",
+        "DELETE FROM coremachine.leases WHERE name = 'l3'",
+        # Not an app table: never counted.
+        "CREATE TEMP TABLE scratch AS SELECT 1 AS x",
+    )
+    assert written["coremachine.leases"] == 5 + 2 + 1
+    assert all(name.split(".")[0] in ("coremachine", "broker") for name in written)
 
 
 def test_rows_written_out_of_line_count_as_the_tables_toast(db_url: str):
-    before = rows_written(db_url)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        # 6 KB of random hex does not compress below the in-line limit: TOASTed.
-        conn.execute(
-            "INSERT INTO coremachine.leases (name, holder, expires_at)"
-            " SELECT 'big' || i, (SELECT string_agg(md5(random()::text || j), '')"
-            "                     FROM generate_series(1, 200) AS g(j)), now()"
-            " FROM generate_series(1, 3) AS s(i)"
-        )
-        flushed(conn)
-    after = rows_written(db_url)
-
-    toast = "coremachine.leases (toast)"
-    assert after["coremachine.leases"] - before.get("coremachine.leases", 0) == 3
-    assert after[toast] - before.get(toast, 0) >= 3
+    # 6 KB of random hex does not compress below the in-line limit: TOASTed.
+    written = written_by(
+        db_url,
+        "INSERT INTO coremachine.leases (name, holder, expires_at)"
+        " SELECT 'big' || i, (SELECT string_agg(md5(random()::text || j), '')"
+        "                     FROM generate_series(1, 200) AS g(j)), now()"
+        " FROM generate_series(1, 3) AS s(i)",
+    )
+    assert written["coremachine.leases"] == 3
+    assert written["coremachine.leases (toast)"] >= 3
 
 
 def test_wal_grows_with_writes(db_url: str):

@@ -5,6 +5,7 @@ brokers are in the broker contract suite."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 from coremachine.shared.broker import OutgoingMessage, ReceivedMessage
@@ -47,3 +48,14 @@ async def test_a_lock_another_delivery_took_is_reported_lost_and_no_longer_renew
         await asyncio.sleep(0.2)
     assert lock.lost and lock.message == first
     assert second.delivery_count == 2
+
+
+async def test_a_naive_lock_time_is_taken_as_utc_and_the_lock_still_renewed():
+    broker = MemoryBroker(lock_duration=0.3)
+    await broker.send("q", [OutgoingMessage("m", b"{}")])
+    [got] = await broker.receive("q", 1, max_wait=1.0)
+    naive = dataclasses.replace(got, locked_until=got.locked_until.replace(tzinfo=None))
+    async with MessageLock(broker, naive) as lock:
+        await asyncio.sleep(0.8)  # well past the first lock
+    assert not lock.lost
+    await broker.complete([lock.message])
