@@ -43,37 +43,50 @@ class CancelSignal:
     """Set once when the task's job is cancelled (or its lease is lost)."""
 
     def __init__(self) -> None:
-        self._flag = threading.Event()
+        # The worker makes one per task, and most tasks never wait on it: a
+        # threading.Event (a Condition and its lock) is made only for a sync
+        # handler that blocks on the signal (py-spy: 4 % of the worker's CPU).
+        self._set = False
+        self._blocking: threading.Event | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._lock = threading.Lock()
         self.reason = ""
 
     def set(self, reason: str) -> None:
         with self._lock:
-            if self._flag.is_set():
+            if self._set:
                 return
             self.reason = reason
-            self._flag.set()
+            self._set = True
             waiters, self._waiters = self._waiters, []
+            blocking = self._blocking
+        if blocking is not None:
+            blocking.set()
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
                 loop.call_soon_threadsafe(event.set)
 
     def is_set(self) -> bool:
-        return self._flag.is_set()
+        return self._set
 
     async def wait(self, timeout: float | None) -> bool:
         event = asyncio.Event()
         with self._lock:
-            if self._flag.is_set():
+            if self._set:
                 return True
             self._waiters.append((asyncio.get_running_loop(), event))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        return self._flag.is_set()
+        return self._set
 
     def wait_blocking(self, timeout: float | None) -> bool:
-        return self._flag.wait(timeout)
+        with self._lock:
+            if self._set:
+                return True
+            if self._blocking is None:
+                self._blocking = threading.Event()
+            blocking = self._blocking
+        return blocking.wait(timeout)
 
 
 class _TaskLogger(logging.LoggerAdapter[logging.Logger]):
