@@ -17,9 +17,9 @@ task_store.py and brokers/postgres.py pass):
   `complete` (the DELETE). receive and complete run on a second connection
   with synchronous_commit=off, as the broker's lock pool does.
 - B, the task row as the message: no broker row. Creation inserts the task
-  rows only; a claim is one statement, coremachine.claim_queued_tasks below,
-  which takes up to `limit` queued tasks of the queue from coremachine.tasks
-  in rank order and leases them as claim_tasks does (task_started events
+  rows only; a claim is one statement: coremachine.pick_queued_tasks below
+  takes up to `limit` queued tasks of the queue from coremachine.tasks in rank
+  order, and the services' own claim_tasks leases them (task_started events
   included); completion is A's transaction without the broker DELETE.
 
 B's schema (scratch database only, never a migration):
@@ -35,11 +35,12 @@ B's schema (scratch database only, never a migration):
   queued tasks are in it (a task leaves it when claimed), and no tie-breaker
   column: equal ranks (a chunk's tasks share its transaction's now()) are
   deduplicated by the btree, and their order does not matter.
-- claim_queued_tasks locks the candidates' jobs first (key order), then picks
+- pick_queued_tasks locks the candidates' jobs first (key order), then picks
   the tasks again FOR UPDATE SKIP LOCKED among those jobs: the lock order of
   every other path (jobs, then tasks) holds, so a claim cannot deadlock with
   a cancel that holds the job and waits for its tasks. It costs a second
   short index scan per claim; picking the tasks first would invert the order.
+  claim_tasks then takes the job locks this transaction already holds.
   Flow limits, held tasks and retries are left out (the job has no limits).
 
 Measured per design and phase (create, receive, claim, complete,
@@ -113,72 +114,37 @@ ALTER TABLE coremachine.tasks
     ADD COLUMN IF NOT EXISTS visible_at timestamptz,
     ADD COLUMN IF NOT EXISTS rank_at timestamptz;
 
-CREATE OR REPLACE FUNCTION coremachine.claim_queued_tasks(
-    worker_id text, lease_seconds integer, from_queue text, max_tasks integer)
-RETURNS TABLE (
-    task_id text, job_id text, job_type text, task_type text, stage integer,
-    task_index integer, attempt integer, parameters_json text, lease_token text,
-    queue text, task_timeout_ms integer, heartbeat_timeout_ms integer,
-    previous_results boolean
-)
+-- B's receive: the jobs of the queue's first ready tasks locked in key order
+-- (the lock order of every path: jobs, then tasks), then those tasks picked
+-- FOR UPDATE SKIP LOCKED, as the claims coremachine.claim_tasks takes. The
+-- lease itself is claim_tasks, the function the services call, unchanged.
+CREATE OR REPLACE FUNCTION coremachine.pick_queued_tasks(from_queue text, max_tasks integer)
+RETURNS jsonb
 LANGUAGE plpgsql
 AS $$
-#variable_conflict use_column
 DECLARE
     locked text[];
+    picked jsonb;
 BEGIN
-    -- Jobs first, in key order (the lock order of every path): those of the
-    -- first max_tasks ready tasks, read without locking them.
     SELECT coalesce(array_agg(l.job_id), '{}') INTO locked
     FROM (SELECT j.job_id FROM coremachine.jobs j
           WHERE j.job_id IN (SELECT t.job_id FROM coremachine.tasks t
-                             WHERE t.queue = claim_queued_tasks.from_queue
-                               AND t.status = 'queued' AND t.visible_at <= now()
+                             WHERE t.queue = from_queue AND t.status = 'queued'
+                               AND t.visible_at <= now()
                              ORDER BY t.rank_at
-                             LIMIT claim_queued_tasks.max_tasks)
+                             LIMIT max_tasks)
           ORDER BY j.job_id
           FOR UPDATE) l;
-    IF cardinality(locked) = 0 THEN
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-    WITH picked AS (
-        SELECT t.task_id FROM coremachine.tasks t
-        WHERE t.queue = claim_queued_tasks.from_queue AND t.status = 'queued'
-          AND t.visible_at <= now() AND t.job_id = ANY(locked)
-        ORDER BY t.rank_at
-        LIMIT claim_queued_tasks.max_tasks
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE coremachine.tasks t
-        SET status = 'processing', lease_token = gen_random_uuid(),
-            lease_owner = claim_queued_tasks.worker_id,
-            lease_expires_at = now() + make_interval(secs => claim_queued_tasks.lease_seconds),
-            started_at = coalesce(t.started_at, now()), updated_at = now()
-        FROM picked p, coremachine.job_stages s
-        WHERE t.task_id = p.task_id AND s.job_id = t.job_id AND s.stage = t.stage
-        RETURNING t.task_id, t.job_id, t.job_type, t.task_type, t.stage, t.task_index,
-                  t.attempt, t.parameters::text AS parameters_json,
-                  t.lease_token::text AS lease_token, coalesce(s.queue, '') AS queue,
-                  s.task_timeout_ms, s.heartbeat_timeout_ms, s.previous_results
-    ), logged AS (
-        -- As claim_tasks (migration 0010): the task_started events of the claim.
-        SELECT coremachine.append_events(
-                   coalesce(jsonb_agg(jsonb_build_object(
-                       'job_id', c.job_id, 'event_type', 'task_started', 'stage', c.stage,
-                       'task_id', c.task_id,
-                       'data', jsonb_build_object('attempt', c.attempt, 'worker_id',
-                                                  claim_queued_tasks.worker_id,
-                                                  'queue', c.queue))
-                       ORDER BY c.job_id, c.task_index), '[]'),
-                   '{}') AS jobs
-        FROM claimed c
-    )
-    SELECT c.task_id, c.job_id, c.job_type, c.task_type, c.stage, c.task_index, c.attempt,
-           c.parameters_json, c.lease_token, c.queue, c.task_timeout_ms,
-           c.heartbeat_timeout_ms, c.previous_results
-    FROM claimed c CROSS JOIN logged;
+    SELECT coalesce(jsonb_agg(jsonb_build_object('task_id', p.task_id, 'attempt', p.attempt)),
+                    '[]')
+    INTO picked
+    FROM (SELECT t.task_id, t.attempt FROM coremachine.tasks t
+          WHERE t.queue = from_queue AND t.status = 'queued' AND t.visible_at <= now()
+            AND t.job_id = ANY(locked)
+          ORDER BY t.rank_at
+          LIMIT max_tasks
+          FOR UPDATE SKIP LOCKED) p;
+    RETURN picked;
 END;
 $$;
 """
@@ -198,9 +164,10 @@ FROM jsonb_to_recordset(%(tasks)s::jsonb)
 ON CONFLICT (task_id) DO NOTHING
 RETURNING task_id, task_type, attempt
 """
+# One statement: the argument (the pick) runs before claim_tasks leases what it picked.
 B_CLAIM = (
-    "SELECT * FROM coremachine.claim_queued_tasks("
-    "%(worker_id)s, %(lease_seconds)s, %(queue)s, %(limit)s)"
+    "SELECT * FROM coremachine.claim_tasks(%(worker_id)s, %(lease_seconds)s,"
+    " coremachine.pick_queued_tasks(%(queue)s, %(limit)s))"
 )
 # A table's TOAST rows count too, as "<table> (toast)": a run of 128 events
 # (migration 0012) is stored out of line.
@@ -402,10 +369,11 @@ def claim_a(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple]:
 
 
 def claim_b(conn: psycopg.Connection) -> list[tuple]:
-    return conn.execute(
+    rows = conn.execute(
         B_CLAIM,
         {"worker_id": WORKER_ID, "lease_seconds": LEASE_SECONDS, "queue": QUEUE, "limit": BATCH},
     ).fetchall()
+    return [r for r in rows if r[13] is None]  # granted (held_for NULL), as claim_a
 
 
 def complete(conn: psycopg.Connection, granted: list[tuple]) -> None:

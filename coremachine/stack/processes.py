@@ -24,6 +24,7 @@ with backoff, and the restart is reported.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -102,6 +103,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@functools.cache  # read once: the range does not change under a running process
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
